@@ -1,0 +1,137 @@
+//! The one error type every HTTP edge speaks.
+//!
+//! Each variant of failure a client can cause or observe maps to exactly one
+//! status code and a stable machine-readable `code`, rendered as
+//! `{"error":{"code":"...","message":"..."}}`.
+
+use serde::Serialize;
+
+/// An error answered to an HTTP client: a status, a stable code and a
+/// human-readable message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    /// HTTP status code (4xx for the client's mistakes, 5xx for ours or a
+    /// dependency's).
+    pub status: u16,
+    /// Stable identifier clients can branch on, e.g. `unsupported_media_type`.
+    pub code: &'static str,
+    /// What went wrong, in words a person can act on.
+    pub message: String,
+}
+
+#[derive(Serialize)]
+struct Envelope<'a> {
+    error: Body<'a>,
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    code: &'a str,
+    message: &'a str,
+}
+
+impl ApiError {
+    fn new(status: u16, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// 400: the request is malformed.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(400, "bad_request", message)
+    }
+
+    /// 404: no such video (or route).
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(404, "not_found", message)
+    }
+
+    /// 405: the route exists but not for this method; `allowed` lists the
+    /// methods that are.
+    pub fn method_not_allowed(method: &str, allowed: &[&str]) -> Self {
+        Self::new(
+            405,
+            "method_not_allowed",
+            format!("{method} is not allowed here; use {}", allowed.join(", ")),
+        )
+    }
+
+    /// 411: an upload must declare its size up front.
+    pub fn length_required() -> Self {
+        Self::new(
+            411,
+            "length_required",
+            "uploads must send a Content-Length header",
+        )
+    }
+
+    /// 413: the upload is larger than the configured maximum.
+    pub fn too_large(max_bytes: u64) -> Self {
+        Self::new(
+            413,
+            "payload_too_large",
+            format!("uploads are limited to {max_bytes} bytes"),
+        )
+    }
+
+    /// 415: the upload is not a video.
+    pub fn unsupported_media_type(message: impl Into<String>) -> Self {
+        Self::new(415, "unsupported_media_type", message)
+    }
+
+    /// 500: a bug or misconfiguration on our side.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(500, "internal", message)
+    }
+
+    /// 503: object storage cannot be reached or refused the request.
+    pub fn storage_unavailable(message: impl Into<String>) -> Self {
+        Self::new(503, "storage_unavailable", message)
+    }
+
+    /// The JSON body: `{"error":{"code":"...","message":"..."}}`.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(&Envelope {
+            error: Body {
+                code: self.code,
+                message: &self.message,
+            },
+        })
+        .expect("serialising two strings cannot fail")
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}: {}", self.status, self.code, self.message)
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_the_documented_envelope() {
+        let body: serde_json::Value =
+            serde_json::from_str(&ApiError::unsupported_media_type("not a \"video\"").to_json())
+                .unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({"error": {"code": "unsupported_media_type", "message": "not a \"video\""}})
+        );
+    }
+
+    #[test]
+    fn statuses_match_their_meaning() {
+        assert_eq!(ApiError::length_required().status, 411);
+        assert_eq!(ApiError::too_large(1).status, 413);
+        assert_eq!(ApiError::method_not_allowed("PUT", &["GET"]).status, 405);
+        assert_eq!(ApiError::storage_unavailable("down").status, 503);
+    }
+}

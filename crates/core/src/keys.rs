@@ -1,0 +1,80 @@
+//! Where things live in the bucket.
+//!
+//! ```text
+//! videos/{id}/video.json        the record (written last: its presence means the upload is whole)
+//! videos/{id}/original          the uploaded bytes
+//! catalog/{newest-first}-{id}   empty index entry, one per video
+//! ```
+//!
+//! S3 lists keys in ascending byte order and can start after any key, so the
+//! catalog entries carry an inverted, zero-padded creation time: ascending
+//! order is newest first, and a page is one bounded `ListObjectsV2` call
+//! whatever the size of the catalog.
+
+use crate::VideoId;
+use jiff::Timestamp;
+
+/// Prefix of every catalog index entry.
+pub const CATALOG_PREFIX: &str = "catalog/";
+
+/// Prefix of everything stored for one video.
+pub fn video_prefix(id: VideoId) -> String {
+    format!("videos/{id}/")
+}
+
+/// The JSON record of a video.
+pub fn record(id: VideoId) -> String {
+    format!("videos/{id}/video.json")
+}
+
+/// The uploaded original of a video.
+pub fn original(id: VideoId) -> String {
+    format!("videos/{id}/original")
+}
+
+/// The catalog index entry of a video created at `created_at`.
+pub fn catalog_entry(created_at: Timestamp, id: VideoId) -> String {
+    // Milliseconds since the epoch are positive for any upload we will see;
+    // clamp anyway so a bad clock cannot produce a key that sorts oddly.
+    let millis = u64::try_from(created_at.as_millisecond()).unwrap_or(0);
+    format!("{CATALOG_PREFIX}{:020}-{id}", u64::MAX - millis)
+}
+
+/// The video a catalog entry points to, if `key` is a well-formed entry.
+pub fn id_of_catalog_entry(key: &str) -> Option<VideoId> {
+    let rest = key.strip_prefix(CATALOG_PREFIX)?;
+    let (inverted_time, id) = rest.split_once('-')?;
+    if inverted_time.len() != 20 || !inverted_time.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    id.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn newer_entries_sort_first() {
+        let id = VideoId::random();
+        let older = catalog_entry(Timestamp::from_second(1_000).unwrap(), id);
+        let newer = catalog_entry(Timestamp::from_second(2_000).unwrap(), id);
+        assert!(newer < older);
+    }
+
+    #[test]
+    fn entries_point_back_to_their_video() {
+        let id = VideoId::random();
+        let key = catalog_entry(Timestamp::now(), id);
+        assert_eq!(id_of_catalog_entry(&key), Some(id));
+        assert_eq!(id_of_catalog_entry("catalog/123-abc"), None);
+        assert_eq!(id_of_catalog_entry(&record(id)), None);
+    }
+
+    #[test]
+    fn everything_of_a_video_shares_its_prefix() {
+        let id = VideoId::random();
+        assert!(record(id).starts_with(&video_prefix(id)));
+        assert!(original(id).starts_with(&video_prefix(id)));
+    }
+}

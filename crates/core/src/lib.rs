@@ -1,0 +1,22 @@
+//! Xtream's domain, in plain Rust.
+//!
+//! Everything here is a decision, never I/O: what a video record is and how
+//! its status may move, where objects live in the bucket, how listing pages
+//! are cut, what an acceptable upload looks like, how a multipart body is
+//! split, and how each failure is told to a client. The Spin components, the
+//! worker and the tests all use these types, so the rules live in one place
+//! and are unit-tested natively in milliseconds.
+
+pub mod catalog;
+pub mod config;
+pub mod error;
+pub mod id;
+pub mod keys;
+pub mod multipart;
+pub mod record;
+pub mod route;
+pub mod upload;
+
+pub use error::ApiError;
+pub use id::VideoId;
+pub use record::{VideoRecord, VideoStatus};

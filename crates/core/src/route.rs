@@ -1,0 +1,145 @@
+//! Which operation a request asks for, per component.
+//!
+//! Spin routes by path only, so each component still has to tell
+//! `GET /api/videos` from `POST /api/videos` and answer 405 for the rest.
+//! Paths arrive whole (Spin passes the full original path).
+
+use crate::{ApiError, VideoId};
+
+/// Operations of the `videos` component (`/api/videos/...`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApiRoute {
+    /// `GET /api/videos`
+    ListVideos,
+    /// `POST /api/videos`
+    UploadVideo,
+    /// `GET /api/videos/{id}`
+    GetVideo(VideoId),
+}
+
+/// Routes a request of the `videos` component.
+pub fn api_route(method: &str, path: &str) -> Result<ApiRoute, ApiError> {
+    let rest = path.strip_prefix("/api/videos").ok_or_else(|| unknown(path))?;
+    match rest.trim_end_matches('/') {
+        "" => match method {
+            "GET" | "HEAD" => Ok(ApiRoute::ListVideos),
+            "POST" => Ok(ApiRoute::UploadVideo),
+            _ => Err(ApiError::method_not_allowed(method, &["GET", "POST"])),
+        },
+        id => {
+            let id = video_id(id.strip_prefix('/').ok_or_else(|| unknown(path))?)?;
+            only_get(method)?;
+            Ok(ApiRoute::GetVideo(id))
+        }
+    }
+}
+
+/// Operations of the original Xtream API, kept for its clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LegacyRoute {
+    /// `POST /upload` (multipart field `video`)
+    Upload,
+    /// `GET /videos`
+    List,
+    /// `GET /video/{id}`
+    Get(VideoId),
+}
+
+/// Routes a request of the `legacy` component.
+pub fn legacy_route(method: &str, path: &str) -> Result<LegacyRoute, ApiError> {
+    let path = path.trim_end_matches('/');
+    if path == "/upload" {
+        return match method {
+            "POST" => Ok(LegacyRoute::Upload),
+            _ => Err(ApiError::method_not_allowed(method, &["POST"])),
+        };
+    }
+    if path == "/videos" {
+        only_get(method)?;
+        return Ok(LegacyRoute::List);
+    }
+    if let Some(id) = path.strip_prefix("/video/") {
+        let id = video_id(id)?;
+        only_get(method)?;
+        return Ok(LegacyRoute::Get(id));
+    }
+    Err(unknown(path))
+}
+
+/// Operations of the `health` component.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HealthRoute {
+    /// `GET /health`: the process answers.
+    Live,
+    /// `GET /health/ready`: storage is reachable too.
+    Ready,
+}
+
+/// Routes a request of the `health` component.
+pub fn health_route(method: &str, path: &str) -> Result<HealthRoute, ApiError> {
+    let route = match path.trim_end_matches('/') {
+        "/health" => HealthRoute::Live,
+        "/health/ready" => HealthRoute::Ready,
+        _ => return Err(unknown(path)),
+    };
+    only_get(method)?;
+    Ok(route)
+}
+
+fn only_get(method: &str) -> Result<(), ApiError> {
+    match method {
+        "GET" | "HEAD" => Ok(()),
+        _ => Err(ApiError::method_not_allowed(method, &["GET"])),
+    }
+}
+
+fn video_id(text: &str) -> Result<VideoId, ApiError> {
+    text.parse()
+        .map_err(|_| ApiError::not_found(format!("no video with id {text:?}")))
+}
+
+fn unknown(path: &str) -> ApiError {
+    ApiError::not_found(format!("no route for {path}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tells_listing_from_uploading_and_getting() {
+        let id = VideoId::random();
+        assert_eq!(api_route("GET", "/api/videos"), Ok(ApiRoute::ListVideos));
+        assert_eq!(api_route("GET", "/api/videos/"), Ok(ApiRoute::ListVideos));
+        assert_eq!(api_route("POST", "/api/videos"), Ok(ApiRoute::UploadVideo));
+        assert_eq!(api_route("GET", &format!("/api/videos/{id}")), Ok(ApiRoute::GetVideo(id)));
+    }
+
+    #[test]
+    fn answers_405_and_404_where_due() {
+        let id = VideoId::random();
+        assert_eq!(api_route("DELETE", "/api/videos").unwrap_err().status, 405);
+        assert_eq!(api_route("PUT", &format!("/api/videos/{id}")).unwrap_err().status, 405);
+        assert_eq!(api_route("GET", "/api/videos/nope").unwrap_err().status, 404);
+        assert_eq!(api_route("GET", "/api/videos/../secrets").unwrap_err().status, 404);
+        assert_eq!(api_route("GET", "/api/videosx").unwrap_err().status, 404);
+        assert_eq!(api_route("GET", &format!("/api/videos/{id}/x")).unwrap_err().status, 404);
+    }
+
+    #[test]
+    fn keeps_the_original_routes() {
+        let id = VideoId::random();
+        assert_eq!(legacy_route("POST", "/upload"), Ok(LegacyRoute::Upload));
+        assert_eq!(legacy_route("GET", "/videos"), Ok(LegacyRoute::List));
+        assert_eq!(legacy_route("GET", &format!("/video/{id}")), Ok(LegacyRoute::Get(id)));
+        assert_eq!(legacy_route("GET", "/upload").unwrap_err().status, 405);
+        assert_eq!(legacy_route("GET", "/video/42").unwrap_err().status, 404);
+    }
+
+    #[test]
+    fn health_is_get_only() {
+        assert_eq!(health_route("GET", "/health"), Ok(HealthRoute::Live));
+        assert_eq!(health_route("GET", "/health/ready"), Ok(HealthRoute::Ready));
+        assert_eq!(health_route("POST", "/health").unwrap_err().status, 405);
+    }
+}

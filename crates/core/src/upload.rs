@@ -1,0 +1,377 @@
+//! What an acceptable upload looks like, decided before and while bytes
+//! arrive.
+//!
+//! Two forms are accepted on `POST /api/videos` (and `POST /upload`):
+//! a raw body with a `video/*` Content-Type (file name and title in the
+//! query string), or `multipart/form-data` with a `video` file field and an
+//! optional `title` field, as browsers and the original Xtream clients send.
+
+use crate::config::UploadLimits;
+use crate::multipart::MultipartError;
+use crate::ApiError;
+
+/// Longest title accepted, in characters.
+pub const MAX_TITLE_CHARS: usize = 200;
+/// Longest file name kept, in characters.
+const MAX_FILENAME_CHARS: usize = 255;
+/// Multipart framing around the file: boundaries, part headers and a title.
+/// Bodies may exceed the file limit by this much before their declared
+/// length alone is refused.
+const MULTIPART_FRAMING_ALLOWANCE: u64 = 64 * 1024;
+
+/// The form an upload request takes, from its headers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UploadForm {
+    /// The body is the video itself.
+    Raw {
+        /// The video's MIME type.
+        content_type: String,
+        /// The file name to record.
+        filename: String,
+        /// The title to record.
+        title: String,
+    },
+    /// The body is `multipart/form-data`; the video is its `video` field.
+    Multipart {
+        /// The body's boundary.
+        boundary: String,
+        /// A title from the query string, if any (a `title` field wins).
+        title: Option<String>,
+    },
+}
+
+/// Decides the form of an upload from its `Content-Type`, `Content-Length`
+/// and query string, refusing what can be refused before reading the body.
+pub fn classify(
+    content_type: Option<&str>,
+    content_length: Option<&str>,
+    query: &str,
+    limits: UploadLimits,
+) -> Result<UploadForm, ApiError> {
+    let length: u64 = content_length
+        .ok_or_else(ApiError::length_required)?
+        .trim()
+        .parse()
+        .map_err(|_| ApiError::bad_request("Content-Length is not a number"))?;
+    if length == 0 {
+        return Err(ApiError::bad_request("the upload is empty"));
+    }
+    let query = QueryFields::parse(query);
+    let content_type = content_type.map(str::trim).unwrap_or_default();
+    let essence = mime_essence(content_type);
+
+    if essence == "multipart/form-data" {
+        if length > limits.max_bytes.saturating_add(MULTIPART_FRAMING_ALLOWANCE) {
+            return Err(ApiError::too_large(limits.max_bytes));
+        }
+        let boundary = mime_param(content_type, "boundary").ok_or_else(|| {
+            ApiError::bad_request("multipart/form-data needs a boundary parameter")
+        })?;
+        return Ok(UploadForm::Multipart {
+            boundary,
+            title: query.title,
+        });
+    }
+
+    if length > limits.max_bytes {
+        return Err(ApiError::too_large(limits.max_bytes));
+    }
+    let filename = sanitize_filename(query.filename.as_deref().unwrap_or_default());
+    let declared = (!content_type.is_empty()).then_some(content_type);
+    let content_type = video_content_type(declared, &filename).map_err(|_| {
+        ApiError::unsupported_media_type(format!(
+            "send a video: a video/* body, or multipart/form-data with a `video` file field \
+             (got Content-Type {:?})",
+            content_type
+        ))
+    })?;
+    let title = title_or_default(query.title.as_deref(), &filename)?;
+    Ok(UploadForm::Raw {
+        content_type,
+        filename,
+        title,
+    })
+}
+
+#[derive(Default)]
+struct QueryFields {
+    title: Option<String>,
+    filename: Option<String>,
+}
+
+impl QueryFields {
+    fn parse(query: &str) -> Self {
+        let mut fields = Self::default();
+        for (name, value) in form_urlencoded::parse(query.as_bytes()) {
+            match name.as_ref() {
+                "title" => fields.title = Some(value.into_owned()),
+                "filename" => fields.filename = Some(value.into_owned()),
+                _ => {}
+            }
+        }
+        fields
+    }
+}
+
+/// The MIME type of an uploaded file: a declared `video/*` type, or — when
+/// the client declared nothing useful (curl sends `application/octet-stream`
+/// for `.mp4`) — the type its extension names. Anything else is not a video.
+pub fn video_content_type(declared: Option<&str>, filename: &str) -> Result<String, ApiError> {
+    let essence = declared.map(mime_essence).unwrap_or_default();
+    if let Some(subtype) = essence.strip_prefix("video/") {
+        if !subtype.is_empty() && subtype.bytes().all(is_mime_token_byte) {
+            return Ok(essence);
+        }
+    }
+    if essence.is_empty() || essence == "application/octet-stream" {
+        if let Some(from_extension) = content_type_for_extension(filename) {
+            return Ok(from_extension.to_owned());
+        }
+    }
+    Err(ApiError::unsupported_media_type(format!(
+        "{filename:?} is not a video (type {:?}); send a video/* file such as .mp4, .mov, .mkv or .webm",
+        declared.unwrap_or("none")
+    )))
+}
+
+fn is_mime_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$&-^_.+".contains(&b)
+}
+
+fn content_type_for_extension(filename: &str) -> Option<&'static str> {
+    let extension = filename.rsplit_once('.')?.1.to_ascii_lowercase();
+    Some(match extension.as_str() {
+        "mp4" => "video/mp4",
+        "m4v" => "video/x-m4v",
+        "mov" => "video/quicktime",
+        "mkv" => "video/x-matroska",
+        "webm" => "video/webm",
+        "avi" => "video/x-msvideo",
+        "mpeg" | "mpg" => "video/mpeg",
+        "ts" => "video/mp2t",
+        "3gp" => "video/3gpp",
+        "flv" => "video/x-flv",
+        "wmv" => "video/x-ms-wmv",
+        "ogv" => "video/ogg",
+        _ => return None,
+    })
+}
+
+/// The lowercase `type/subtype` of a MIME type, without parameters.
+fn mime_essence(content_type: &str) -> String {
+    content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase()
+}
+
+/// A parameter of a MIME type, unquoted.
+fn mime_param(content_type: &str, name: &str) -> Option<String> {
+    content_type.split(';').skip(1).find_map(|param| {
+        let (key, value) = param.split_once('=')?;
+        if !key.trim().eq_ignore_ascii_case(name) {
+            return None;
+        }
+        let value = value.trim();
+        let value = value
+            .strip_prefix('"')
+            .and_then(|v| v.strip_suffix('"'))
+            .unwrap_or(value);
+        (!value.is_empty()).then(|| value.to_owned())
+    })
+}
+
+/// A file name safe to store and show: its last path component, without
+/// control characters, at most 255 characters; `video` when nothing is left.
+pub fn sanitize_filename(raw: &str) -> String {
+    let last = raw.rsplit(['/', '\\']).next().unwrap_or_default();
+    let cleaned: String = last
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(MAX_FILENAME_CHARS)
+        .collect();
+    let cleaned = cleaned.trim();
+    if cleaned.is_empty() || cleaned == "." || cleaned == ".." {
+        "video".to_owned()
+    } else {
+        cleaned.to_owned()
+    }
+}
+
+/// The title to record: the one given (trimmed), else the file name without
+/// its extension. A title with control characters or over
+/// [`MAX_TITLE_CHARS`] characters is a 400.
+pub fn title_or_default(given: Option<&str>, filename: &str) -> Result<String, ApiError> {
+    let given = given.map(str::trim).unwrap_or_default();
+    if given.is_empty() {
+        let stem = match filename.rsplit_once('.') {
+            Some((stem, _)) if !stem.is_empty() => stem,
+            _ => filename,
+        };
+        return Ok(stem.chars().take(MAX_TITLE_CHARS).collect());
+    }
+    if given.chars().any(char::is_control) {
+        return Err(ApiError::bad_request("title must not contain control characters"));
+    }
+    if given.chars().count() > MAX_TITLE_CHARS {
+        return Err(ApiError::bad_request(format!(
+            "title must be at most {MAX_TITLE_CHARS} characters"
+        )));
+    }
+    Ok(given.to_owned())
+}
+
+/// Counts the bytes of an upload as they stream in and stops at the limit,
+/// for bodies whose declared length does not bound the file (multipart).
+#[derive(Debug, Clone, Copy)]
+pub struct ByteBudget {
+    max: u64,
+    used: u64,
+}
+
+impl ByteBudget {
+    /// A budget of `limits.max_bytes`.
+    pub fn new(limits: UploadLimits) -> Self {
+        Self {
+            max: limits.max_bytes,
+            used: 0,
+        }
+    }
+
+    /// Accounts for `n` more bytes; a 413 once past the limit.
+    pub fn spend(&mut self, n: usize) -> Result<(), ApiError> {
+        self.used = self.used.saturating_add(n as u64);
+        if self.used > self.max {
+            Err(ApiError::too_large(self.max))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Bytes accounted so far.
+    pub fn used(&self) -> u64 {
+        self.used
+    }
+}
+
+impl From<MultipartError> for ApiError {
+    fn from(err: MultipartError) -> Self {
+        ApiError::bad_request(err.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: UploadLimits = UploadLimits { max_bytes: 1000 };
+
+    fn status(result: Result<UploadForm, ApiError>) -> u16 {
+        result.map(|_| 200).unwrap_or_else(|e| e.status)
+    }
+
+    #[test]
+    fn accepts_a_raw_video_with_query_metadata() {
+        let form = classify(
+            Some("video/MP4; codecs=avc1"),
+            Some("10"),
+            "filename=..%2Fclip.mp4&title=%20Holiday%20",
+            LIMITS,
+        )
+        .unwrap();
+        assert_eq!(
+            form,
+            UploadForm::Raw {
+                content_type: "video/mp4".into(),
+                filename: "clip.mp4".into(),
+                title: "Holiday".into(),
+            }
+        );
+    }
+
+    #[test]
+    fn accepts_multipart_with_its_boundary() {
+        let form = classify(
+            Some("multipart/form-data; boundary=\"--x y\""),
+            Some("2000"),
+            "",
+            LIMITS,
+        )
+        .unwrap();
+        assert_eq!(
+            form,
+            UploadForm::Multipart {
+                boundary: "--x y".into(),
+                title: None
+            }
+        );
+    }
+
+    #[test]
+    fn applies_the_size_rules_before_reading() {
+        assert_eq!(status(classify(Some("video/mp4"), None, "", LIMITS)), 411);
+        assert_eq!(status(classify(Some("video/mp4"), Some("1001"), "", LIMITS)), 413);
+        assert_eq!(status(classify(Some("video/mp4"), Some("0"), "", LIMITS)), 400);
+        assert_eq!(status(classify(Some("video/mp4"), Some("-5"), "", LIMITS)), 400);
+        let huge_form = (LIMITS.max_bytes + MULTIPART_FRAMING_ALLOWANCE + 1).to_string();
+        assert_eq!(
+            status(classify(Some("multipart/form-data; boundary=b"), Some(&huge_form), "", LIMITS)),
+            413
+        );
+    }
+
+    #[test]
+    fn refuses_what_is_not_a_video() {
+        assert_eq!(status(classify(Some("text/plain"), Some("5"), "", LIMITS)), 415);
+        assert_eq!(status(classify(None, Some("5"), "", LIMITS)), 415);
+        assert_eq!(status(classify(Some("video/"), Some("5"), "", LIMITS)), 415);
+        assert_eq!(
+            status(classify(Some("application/octet-stream"), Some("5"), "filename=a.txt", LIMITS)),
+            415
+        );
+        assert_eq!(
+            status(classify(Some("multipart/form-data"), Some("5"), "", LIMITS)),
+            400
+        );
+    }
+
+    #[test]
+    fn infers_the_type_of_octet_streams_from_the_extension() {
+        assert_eq!(
+            video_content_type(Some("application/octet-stream"), "a.MOV").unwrap(),
+            "video/quicktime"
+        );
+        assert_eq!(video_content_type(None, "a.webm").unwrap(), "video/webm");
+        assert_eq!(video_content_type(Some("image/png"), "a.mp4").unwrap_err().status, 415);
+    }
+
+    #[test]
+    fn keeps_file_names_inside_their_folder() {
+        assert_eq!(sanitize_filename("C:\\Users\\me\\cat.mp4"), "cat.mp4");
+        assert_eq!(sanitize_filename("../../etc/passwd"), "passwd");
+        assert_eq!(sanitize_filename("a\u{0}b\nc.mp4"), "abc.mp4");
+        assert_eq!(sanitize_filename(".."), "video");
+        assert_eq!(sanitize_filename(""), "video");
+    }
+
+    #[test]
+    fn titles_are_checked_or_derived() {
+        assert_eq!(title_or_default(None, "cat.mp4").unwrap(), "cat");
+        assert_eq!(title_or_default(Some("  "), ".hidden").unwrap(), ".hidden");
+        assert_eq!(title_or_default(Some("Éclair 🎬"), "x").unwrap(), "Éclair 🎬");
+        assert_eq!(title_or_default(Some("a\u{7}b"), "x").unwrap_err().status, 400);
+        let long = "é".repeat(MAX_TITLE_CHARS + 1);
+        assert_eq!(title_or_default(Some(&long), "x").unwrap_err().status, 400);
+    }
+
+    #[test]
+    fn budget_stops_at_the_limit() {
+        let mut budget = ByteBudget::new(LIMITS);
+        budget.spend(600).unwrap();
+        budget.spend(400).unwrap();
+        assert_eq!(budget.spend(1).unwrap_err().status, 413);
+        assert_eq!(budget.used(), 1001);
+    }
+}
