@@ -1,0 +1,50 @@
+//! Reading the catalog: pages of records, newest first, and single records.
+
+use crate::storage::ObjectStore;
+use futures::future::join_all;
+use xtream_core::catalog::{Page, PageRequest, encode_cursor};
+use xtream_core::{ApiError, VideoId, VideoRecord, keys};
+
+/// One page of the catalog.
+///
+/// One LIST call plus one GET per video on the page, issued concurrently:
+/// the cost depends on the page size, never on the catalog's.
+pub async fn page(store: &ObjectStore, request: &PageRequest) -> Result<Page, ApiError> {
+    let (entries, more) = store
+        .list_after(keys::CATALOG_PREFIX, request.start_after.as_deref(), request.limit)
+        .await?;
+    let ids = entries.iter().filter_map(|key| keys::id_of_catalog_entry(key));
+    let records = join_all(ids.map(|id| find(store, id))).await;
+    let mut videos = Vec::with_capacity(records.len());
+    for record in records {
+        // An entry whose record is gone (deleted between LIST and GET) is skipped.
+        if let Some(record) = record? {
+            videos.push(record);
+        }
+    }
+    let next_cursor = if more {
+        entries.last().map(|key| encode_cursor(key))
+    } else {
+        None
+    };
+    Ok(Page {
+        videos,
+        next_cursor,
+    })
+}
+
+/// The record of `id`, or a 404.
+pub async fn get(store: &ObjectStore, id: VideoId) -> Result<VideoRecord, ApiError> {
+    find(store, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no video with id {id}")))
+}
+
+async fn find(store: &ObjectStore, id: VideoId) -> Result<Option<VideoRecord>, ApiError> {
+    let Some(bytes) = store.get(&keys::record(id)).await? else {
+        return Ok(None);
+    };
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| ApiError::internal(format!("the record of {id} is unreadable: {e}")))
+}

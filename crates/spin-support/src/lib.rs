@@ -1,0 +1,19 @@
+//! What every Xtream Spin component shares.
+//!
+//! The decisions live in `xtream-core`; this crate does the I/O around them
+//! inside a Spin component: it reads Spin variables, talks S3 over
+//! `wasi:http` (signed with rusty-s3), streams uploads into multipart S3
+//! uploads, reads the catalog, and writes JSON responses.
+
+pub mod catalog;
+pub mod config;
+pub mod http;
+pub mod storage;
+pub mod upload;
+
+pub use storage::ObjectStore;
+
+/// The platform's bucket, as the Spin variables configure it.
+pub fn open_store() -> Result<ObjectStore, xtream_core::ApiError> {
+    ObjectStore::new(&config::storage_settings()?)
+}

@@ -1,0 +1,50 @@
+//! The original Xtream routes, kept for existing clients:
+//! `POST /upload` (multipart field `video`), `GET /videos` (a JSON array,
+//! newest first) and `GET /video/{id}`.
+
+use spin_sdk::http::{IncomingRequest, ResponseOutparam};
+use spin_sdk::http_component;
+use xtream_core::ApiError;
+use xtream_core::catalog::PageRequest;
+use xtream_core::route::{LegacyRoute, legacy_route};
+use xtream_spin::http::{method, path_and_query, respond, respond_error, respond_json};
+use xtream_spin::{ObjectStore, catalog, open_store, upload};
+
+#[http_component]
+async fn handle(request: IncomingRequest, out: ResponseOutparam) {
+    let (path, query) = path_and_query(&request);
+    let route = match legacy_route(&method(&request), &path) {
+        Ok(route) => route,
+        Err(error) => return respond_error(out, &error).await,
+    };
+    let store = match open_store() {
+        Ok(store) => store,
+        Err(error) => return respond_error(out, &error).await,
+    };
+    match route {
+        LegacyRoute::List => match list(&store, &query).await {
+            // The original answered a bare array; the cursor of the next page
+            // rides in a header so old clients see the same shape.
+            Ok(page) => {
+                let headers: Vec<(&str, String)> = page
+                    .next_cursor
+                    .map(|cursor| ("x-next-cursor", cursor))
+                    .into_iter()
+                    .collect();
+                respond_json(out, 200, &page.videos, &headers).await
+            }
+            Err(error) => respond_error(out, &error).await,
+        },
+        LegacyRoute::Get(id) => respond(out, 200, catalog::get(&store, id).await).await,
+        LegacyRoute::Upload => respond(out, 201, upload::receive(&store, request).await).await,
+    }
+}
+
+async fn list(store: &ObjectStore, query: &str) -> Result<xtream_core::catalog::Page, ApiError> {
+    let mut request = PageRequest::from_query(query)?;
+    if !query.contains("limit=") {
+        // The original listed everything; give its clients the largest page.
+        request.limit = xtream_core::catalog::MAX_PAGE_SIZE;
+    }
+    catalog::page(store, &request).await
+}

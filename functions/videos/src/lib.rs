@@ -1,0 +1,40 @@
+//! The video API: `GET /api/videos` (pages, newest first),
+//! `POST /api/videos` (streamed upload) and `GET /api/videos/{id}`.
+
+use spin_sdk::http::{IncomingRequest, ResponseOutparam};
+use spin_sdk::http_component;
+use xtream_core::catalog::PageRequest;
+use xtream_core::route::{ApiRoute, api_route};
+use xtream_spin::http::{method, path_and_query, respond, respond_error, respond_json};
+use xtream_spin::{catalog, open_store, upload};
+
+#[http_component]
+async fn handle(request: IncomingRequest, out: ResponseOutparam) {
+    let (path, query) = path_and_query(&request);
+    let route = match api_route(&method(&request), &path) {
+        Ok(route) => route,
+        Err(error) => return respond_error(out, &error).await,
+    };
+    let store = match open_store() {
+        Ok(store) => store,
+        Err(error) => return respond_error(out, &error).await,
+    };
+    match route {
+        ApiRoute::ListVideos => {
+            let page = match PageRequest::from_query(&query) {
+                Ok(request) => catalog::page(&store, &request).await,
+                Err(error) => Err(error),
+            };
+            respond(out, 200, page).await
+        }
+        ApiRoute::GetVideo(id) => respond(out, 200, catalog::get(&store, id).await).await,
+        ApiRoute::UploadVideo => match upload::receive(&store, request).await {
+            Ok(record) => {
+                let location = format!("/api/videos/{}", record.id);
+                respond_json(out, 201, &record, &[("location", location)]).await
+            }
+            Err(error) => respond_error(out, &error).await,
+        },
+    }
+}
+
