@@ -1,0 +1,172 @@
+//! An embedded, Spin-compatible HTTP host on Wasmtime.
+//!
+//! Real Spin cannot be installed where this project is built and tested, so
+//! this crate stands in for `spin up`: it reads `spin.toml`, resolves Spin
+//! variables, routes requests by `[[trigger.http]]` routes to the real
+//! `.wasm` components (instantiated fresh per request, as Spin does), and
+//! enforces each component's `allowed_outbound_hosts`.
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! use xtream_host::{HostConfig, RunningHost};
+//! let host = RunningHost::start(HostConfig {
+//!     manifest: "spin.toml".into(),
+//!     listen: "127.0.0.1:0".parse()?,
+//!     env: std::env::vars().collect(),
+//!     cache_dir: None,
+//! })
+//! .await?;
+//! println!("serving on http://{}", host.addr);
+//! host.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod compile_cache;
+pub mod manifest;
+pub mod outbound;
+pub mod routing;
+mod runtime;
+mod server;
+pub mod variables;
+
+use anyhow::{Context, Result};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio::sync::watch;
+
+pub use compile_cache::CompileCache;
+pub use manifest::Manifest;
+pub use outbound::OutboundPolicy;
+pub use routing::{RouteMatch, Router};
+pub use runtime::{MAX_CONCURRENT_INSTANCES, MAX_MEMORY_BYTES};
+
+/// How to start a host.
+#[derive(Clone)]
+pub struct HostConfig {
+    /// Path of `spin.toml`; component sources are relative to its directory.
+    pub manifest: PathBuf,
+    /// Address to listen on; port 0 picks a free port (see [`RunningHost::addr`]).
+    pub listen: SocketAddr,
+    /// Environment the application variables are read from
+    /// (`SPIN_VARIABLE_<NAME>`); the binary passes the process environment.
+    pub env: HashMap<String, String>,
+    /// Where compiled components are cached; `None` means
+    /// [`CompileCache::default_dir`].
+    pub cache_dir: Option<PathBuf>,
+}
+
+// By hand so that secrets passed in `env` never end up in a log.
+impl std::fmt::Debug for HostConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut env_names: Vec<&String> = self.env.keys().collect();
+        env_names.sort();
+        f.debug_struct("HostConfig")
+            .field("manifest", &self.manifest)
+            .field("listen", &self.listen)
+            .field("env (names only)", &env_names)
+            .field("cache_dir", &self.cache_dir)
+            .finish()
+    }
+}
+
+/// A host serving in the background until [`RunningHost::shutdown`] (or
+/// until dropped, which also stops it).
+#[derive(Debug)]
+pub struct RunningHost {
+    /// The address actually bound.
+    pub addr: SocketAddr,
+    routes: Vec<(String, String)>,
+    shutdown: watch::Sender<()>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl RunningHost {
+    /// Loads the manifest, resolves variables and outbound policies,
+    /// compiles (or loads from cache) and pre-instantiates every component,
+    /// binds `config.listen` and starts serving.
+    pub async fn start(config: HostConfig) -> Result<RunningHost> {
+        let manifest = Manifest::load(&config.manifest)?;
+        let app_values =
+            variables::resolve_application_variables(&manifest.variables, &config.env)?;
+        for (name, decl) in &manifest.variables {
+            if !decl.secret {
+                tracing::debug!(variable = %name, value = %app_values[name], "application variable");
+            }
+        }
+
+        let router = Router::new(
+            manifest
+                .triggers
+                .iter()
+                .map(|t| (t.route.as_str(), t.component.as_str())),
+        )?;
+
+        // Only components with a route are served (Spin does the same).
+        let mut settings = Vec::new();
+        for trigger in &manifest.triggers {
+            if settings
+                .iter()
+                .any(|s: &runtime::ComponentSettings| s.decl.id == trigger.component)
+            {
+                continue;
+            }
+            let decl = manifest.components[&trigger.component].clone();
+            let id = decl.id.clone();
+            let variables = variables::render_component_variables(&decl.variables, &app_values)
+                .with_context(|| format!("component `{id}`"))?;
+            let hosts = decl
+                .allowed_outbound_hosts
+                .iter()
+                .map(|t| variables::render_template(t, &app_values))
+                .collect::<Result<Vec<_>>>()
+                .with_context(|| format!("component `{id}`: allowed_outbound_hosts"))?;
+            let policy = OutboundPolicy::parse(&hosts)
+                .with_context(|| format!("component `{id}`: allowed_outbound_hosts"))?;
+            settings.push(runtime::ComponentSettings {
+                decl,
+                variables,
+                policy,
+            });
+        }
+
+        let engine = runtime::engine()?;
+        let cache = CompileCache::new(config.cache_dir.unwrap_or_else(CompileCache::default_dir));
+        let components = runtime::load_components(&engine, &cache, settings).await?;
+
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let addr = listener.local_addr()?;
+        let routes = router
+            .routes()
+            .map(|(r, c)| (r.to_owned(), c.to_owned()))
+            .collect();
+        let app = Arc::new(server::App { router, components });
+        let (shutdown, shutdown_rx) = watch::channel(());
+        let server = tokio::spawn(server::serve(listener, app, shutdown_rx));
+        tracing::info!(app = %manifest.name, %addr, "host started");
+        Ok(RunningHost {
+            addr,
+            routes,
+            shutdown,
+            server,
+        })
+    }
+
+    /// The `(route, component id)` pairs served, in manifest order.
+    pub fn routes(&self) -> &[(String, String)] {
+        &self.routes
+    }
+
+    /// Stops accepting connections, lets in-flight requests finish (up to a
+    /// timeout) and returns once the server task has ended.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(());
+        if let Err(e) = self.server.await {
+            tracing::warn!("server task ended abnormally: {e}");
+        }
+    }
+}

@@ -1,0 +1,142 @@
+//! `xtream-host`: serve a Spin application locally, like `spin up`.
+
+use anyhow::{Context, Result, bail};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use tracing_subscriber::EnvFilter;
+use xtream_host::{HostConfig, RunningHost};
+
+const USAGE: &str = "\
+usage: xtream-host [--manifest spin.toml] [--listen 127.0.0.1:3000] [--cache-dir DIR]
+
+Serves the Spin application described by the manifest. Application variables
+come from SPIN_VARIABLE_<NAME> environment variables; RUST_LOG sets the log
+level (default: info).";
+
+struct Args {
+    manifest: PathBuf,
+    listen: SocketAddr,
+    cache_dir: Option<PathBuf>,
+}
+
+fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>> {
+    let mut parsed = Args {
+        manifest: PathBuf::from("spin.toml"),
+        listen: SocketAddr::from(([127, 0, 0, 1], 3000)),
+        cache_dir: None,
+    };
+    while let Some(arg) = args.next() {
+        // Accept both `--flag value` and `--flag=value`.
+        let (flag, inline) = match arg.split_once('=') {
+            Some((flag, value)) => (flag.to_owned(), Some(value.to_owned())),
+            None => (arg, None),
+        };
+        if flag == "-h" || flag == "--help" {
+            return Ok(None);
+        }
+        let value = match inline.or_else(|| args.next()) {
+            Some(value) => value,
+            None => bail!("{flag} needs a value\n\n{USAGE}"),
+        };
+        match flag.as_str() {
+            "--manifest" | "-f" => parsed.manifest = value.into(),
+            "--listen" => {
+                parsed.listen = value.parse().with_context(|| {
+                    format!("--listen: `{value}` is not an address like 127.0.0.1:3000")
+                })?
+            }
+            "--cache-dir" => parsed.cache_dir = Some(value.into()),
+            other => bail!("unknown argument `{other}`\n\n{USAGE}"),
+        }
+    }
+    Ok(Some(parsed))
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .init();
+
+    let Some(args) = parse_args(std::env::args().skip(1))? else {
+        println!("{USAGE}");
+        return Ok(());
+    };
+    let host = RunningHost::start(HostConfig {
+        manifest: args.manifest,
+        listen: args.listen,
+        env: std::env::vars().collect(),
+        cache_dir: args.cache_dir,
+    })
+    .await?;
+
+    println!("Serving http://{}", host.addr);
+    println!("Available Routes:");
+    for (route, component) in host.routes() {
+        let (path, wildcard) = match route.strip_suffix("/...") {
+            Some(prefix) => (if prefix.is_empty() { "/" } else { prefix }, " (wildcard)"),
+            None => (route.as_str(), ""),
+        };
+        println!("  {component}: http://{}{path}{wildcard}", host.addr);
+    }
+
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    host.shutdown().await;
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or, on Unix, SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+                return;
+            }
+            Err(e) => tracing::warn!("cannot listen for SIGTERM: {e}"),
+        }
+    }
+    if let Err(e) = tokio::signal::ctrl_c().await {
+        tracing::error!("cannot listen for Ctrl-C: {e}; stopping");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Option<Args>> {
+        parse_args(args.iter().map(|s| s.to_string()))
+    }
+
+    #[test]
+    fn defaults_and_flags() {
+        let a = parse(&[]).unwrap().unwrap();
+        assert_eq!(a.manifest, PathBuf::from("spin.toml"));
+        assert_eq!(a.listen.to_string(), "127.0.0.1:3000");
+        let a = parse(&[
+            "--manifest",
+            "x/spin.toml",
+            "--listen=0.0.0.0:80",
+            "--cache-dir",
+            "/c",
+        ])
+        .unwrap()
+        .unwrap();
+        assert_eq!(a.manifest, PathBuf::from("x/spin.toml"));
+        assert_eq!(a.listen.port(), 80);
+        assert_eq!(a.cache_dir, Some(PathBuf::from("/c")));
+        assert!(parse(&["--help"]).unwrap().is_none());
+        assert!(parse(&["--listen", "nope"]).is_err());
+        assert!(parse(&["--bogus", "1"]).is_err());
+        assert!(parse(&["--manifest"]).is_err());
+    }
+}
