@@ -65,7 +65,10 @@ impl std::fmt::Display for MultipartError {
             Self::InvalidBoundary => f.write_str("the multipart boundary is missing or invalid"),
             Self::InvalidPartHeaders(why) => write!(f, "a multipart part has bad headers: {why}"),
             Self::HeadersTooLarge => {
-                write!(f, "a multipart part's headers exceed {MAX_HEADER_BYTES} bytes")
+                write!(
+                    f,
+                    "a multipart part's headers exceed {MAX_HEADER_BYTES} bytes"
+                )
             }
             Self::InvalidDelimiter => f.write_str("a multipart delimiter line is malformed"),
             Self::Truncated => f.write_str("the multipart body ended before its closing boundary"),
@@ -238,7 +241,9 @@ fn parse_part_headers(block: &[u8]) -> Result<PartHeaders, MultipartError> {
     let mut headers = PartHeaders::default();
     let mut saw_disposition = false;
     for line in text.split("\r\n").filter(|l| !l.is_empty()) {
-        let (name, value) = line.split_once(':').ok_or_else(|| bad("a line has no colon"))?;
+        let (name, value) = line
+            .split_once(':')
+            .ok_or_else(|| bad("a line has no colon"))?;
         let value = value.trim();
         if name.eq_ignore_ascii_case("content-disposition") {
             let mut params = value.split(';');
@@ -298,7 +303,10 @@ fn disposition_params(value: &str) -> Vec<(String, String)> {
             chars.next();
             while let Some(c) = chars.next() {
                 match c {
-                    '\\' => val.extend(chars.next()),
+                    // Browsers do not escape backslashes (old ones send
+                    // Windows paths like `C:\clips\cat.mp4`), so only `\"`
+                    // and `\\` are escapes; any other backslash is literal.
+                    '\\' if matches!(chars.peek(), Some('"' | '\\')) => val.extend(chars.next()),
                     '"' => break,
                     c => val.push(c),
                 }
@@ -397,7 +405,11 @@ mod tests {
     fn parses_a_form_whatever_the_chunking() {
         let body = form("XyZ");
         for chunk in [1, 2, 3, 5, 7, 13, 64, body.len()] {
-            assert_eq!(parse("XyZ", &body, chunk).unwrap(), expected(), "chunk {chunk}");
+            assert_eq!(
+                parse("XyZ", &body, chunk).unwrap(),
+                expected(),
+                "chunk {chunk}"
+            );
         }
     }
 
@@ -420,13 +432,19 @@ mod tests {
     fn refuses_oversized_headers_without_buffering_them() {
         let mut body = b"--b\r\nContent-Disposition: form-data; name=\"x\"\r\nX: ".to_vec();
         body.extend(std::iter::repeat_n(b'a', MAX_HEADER_BYTES * 2));
-        assert_eq!(parse("b", &body, 1024), Err(MultipartError::HeadersTooLarge));
+        assert_eq!(
+            parse("b", &body, 1024),
+            Err(MultipartError::HeadersTooLarge)
+        );
     }
 
     #[test]
     fn refuses_parts_that_are_not_form_data() {
         let body = b"--b\r\nContent-Type: text/plain\r\n\r\nx\r\n--b--";
-        assert!(matches!(parse("b", body, 3), Err(MultipartError::InvalidPartHeaders(_))));
+        assert!(matches!(
+            parse("b", body, 3),
+            Err(MultipartError::InvalidPartHeaders(_))
+        ));
     }
 
     #[test]
@@ -437,11 +455,24 @@ mod tests {
     }
 
     #[test]
+    fn keeps_backslashes_of_windows_paths() {
+        let body = "--b\r\nContent-Disposition: form-data; name=\"video\"; \
+                    filename=\"C:\\clips\\a \\\"b\\\".mp4\"\r\n\r\nx\r\n--b--";
+        let events = parse("b", body.as_bytes(), 10).unwrap();
+        let Event::PartStart(headers) = &events[0] else {
+            panic!("{events:?}")
+        };
+        assert_eq!(headers.filename.as_deref(), Some("C:\\clips\\a \"b\".mp4"));
+    }
+
+    #[test]
     fn decodes_extended_filenames() {
         let body = "--b\r\nContent-Disposition: form-data; name=\"video\"; filename=\"cafe.mp4\"; \
                     filename*=UTF-8''caf%C3%A9.mp4\r\n\r\nx\r\n--b--";
         let events = parse("b", body.as_bytes(), 10).unwrap();
-        let Event::PartStart(headers) = &events[0] else { panic!("{events:?}") };
+        let Event::PartStart(headers) = &events[0] else {
+            panic!("{events:?}")
+        };
         assert_eq!(headers.filename.as_deref(), Some("café.mp4"));
     }
 
@@ -449,7 +480,10 @@ mod tests {
     fn memory_stays_bounded_while_streaming_a_large_part() {
         let mut parser = MultipartParser::new("b").unwrap();
         parser.push(b"--b\r\nContent-Disposition: form-data; name=\"video\"\r\n\r\n");
-        assert!(matches!(parser.next_event().unwrap(), Some(Event::PartStart(_))));
+        assert!(matches!(
+            parser.next_event().unwrap(),
+            Some(Event::PartStart(_))
+        ));
         let chunk = vec![7u8; 64 * 1024];
         let mut total = 0;
         for _ in 0..100 {

@@ -6,9 +6,9 @@
 //! query string), or `multipart/form-data` with a `video` file field and an
 //! optional `title` field, as browsers and the original Xtream clients send.
 
+use crate::ApiError;
 use crate::config::UploadLimits;
 use crate::multipart::MultipartError;
-use crate::ApiError;
 
 /// Longest title accepted, in characters.
 pub const MAX_TITLE_CHARS: usize = 200;
@@ -118,15 +118,16 @@ impl QueryFields {
 /// for `.mp4`) — the type its extension names. Anything else is not a video.
 pub fn video_content_type(declared: Option<&str>, filename: &str) -> Result<String, ApiError> {
     let essence = declared.map(mime_essence).unwrap_or_default();
-    if let Some(subtype) = essence.strip_prefix("video/") {
-        if !subtype.is_empty() && subtype.bytes().all(is_mime_token_byte) {
-            return Ok(essence);
-        }
+    if let Some(subtype) = essence.strip_prefix("video/")
+        && !subtype.is_empty()
+        && subtype.bytes().all(is_mime_token_byte)
+    {
+        return Ok(essence);
     }
-    if essence.is_empty() || essence == "application/octet-stream" {
-        if let Some(from_extension) = content_type_for_extension(filename) {
-            return Ok(from_extension.to_owned());
-        }
+    if (essence.is_empty() || essence == "application/octet-stream")
+        && let Some(from_extension) = content_type_for_extension(filename)
+    {
+        return Ok(from_extension.to_owned());
     }
     Err(ApiError::unsupported_media_type(format!(
         "{filename:?} is not a video (type {:?}); send a video/* file such as .mp4, .mov, .mkv or .webm",
@@ -213,7 +214,9 @@ pub fn title_or_default(given: Option<&str>, filename: &str) -> Result<String, A
         return Ok(stem.chars().take(MAX_TITLE_CHARS).collect());
     }
     if given.chars().any(char::is_control) {
-        return Err(ApiError::bad_request("title must not contain control characters"));
+        return Err(ApiError::bad_request(
+            "title must not contain control characters",
+        ));
     }
     if given.chars().count() > MAX_TITLE_CHARS {
         return Err(ApiError::bad_request(format!(
@@ -312,23 +315,45 @@ mod tests {
     #[test]
     fn applies_the_size_rules_before_reading() {
         assert_eq!(status(classify(Some("video/mp4"), None, "", LIMITS)), 411);
-        assert_eq!(status(classify(Some("video/mp4"), Some("1001"), "", LIMITS)), 413);
-        assert_eq!(status(classify(Some("video/mp4"), Some("0"), "", LIMITS)), 400);
-        assert_eq!(status(classify(Some("video/mp4"), Some("-5"), "", LIMITS)), 400);
+        assert_eq!(
+            status(classify(Some("video/mp4"), Some("1001"), "", LIMITS)),
+            413
+        );
+        assert_eq!(
+            status(classify(Some("video/mp4"), Some("0"), "", LIMITS)),
+            400
+        );
+        assert_eq!(
+            status(classify(Some("video/mp4"), Some("-5"), "", LIMITS)),
+            400
+        );
         let huge_form = (LIMITS.max_bytes + MULTIPART_FRAMING_ALLOWANCE + 1).to_string();
         assert_eq!(
-            status(classify(Some("multipart/form-data; boundary=b"), Some(&huge_form), "", LIMITS)),
+            status(classify(
+                Some("multipart/form-data; boundary=b"),
+                Some(&huge_form),
+                "",
+                LIMITS
+            )),
             413
         );
     }
 
     #[test]
     fn refuses_what_is_not_a_video() {
-        assert_eq!(status(classify(Some("text/plain"), Some("5"), "", LIMITS)), 415);
+        assert_eq!(
+            status(classify(Some("text/plain"), Some("5"), "", LIMITS)),
+            415
+        );
         assert_eq!(status(classify(None, Some("5"), "", LIMITS)), 415);
         assert_eq!(status(classify(Some("video/"), Some("5"), "", LIMITS)), 415);
         assert_eq!(
-            status(classify(Some("application/octet-stream"), Some("5"), "filename=a.txt", LIMITS)),
+            status(classify(
+                Some("application/octet-stream"),
+                Some("5"),
+                "filename=a.txt",
+                LIMITS
+            )),
             415
         );
         assert_eq!(
@@ -344,7 +369,12 @@ mod tests {
             "video/quicktime"
         );
         assert_eq!(video_content_type(None, "a.webm").unwrap(), "video/webm");
-        assert_eq!(video_content_type(Some("image/png"), "a.mp4").unwrap_err().status, 415);
+        assert_eq!(
+            video_content_type(Some("image/png"), "a.mp4")
+                .unwrap_err()
+                .status,
+            415
+        );
     }
 
     #[test]
@@ -360,8 +390,14 @@ mod tests {
     fn titles_are_checked_or_derived() {
         assert_eq!(title_or_default(None, "cat.mp4").unwrap(), "cat");
         assert_eq!(title_or_default(Some("  "), ".hidden").unwrap(), ".hidden");
-        assert_eq!(title_or_default(Some("Éclair 🎬"), "x").unwrap(), "Éclair 🎬");
-        assert_eq!(title_or_default(Some("a\u{7}b"), "x").unwrap_err().status, 400);
+        assert_eq!(
+            title_or_default(Some("Éclair 🎬"), "x").unwrap(),
+            "Éclair 🎬"
+        );
+        assert_eq!(
+            title_or_default(Some("a\u{7}b"), "x").unwrap_err().status,
+            400
+        );
         let long = "é".repeat(MAX_TITLE_CHARS + 1);
         assert_eq!(title_or_default(Some(&long), "x").unwrap_err().status, 400);
     }

@@ -1,0 +1,154 @@
+//! A real Garage S3 server for one test.
+
+use crate::s3::Bucket;
+use anyhow::{Context, bail};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Garage's access key format: `GK` and 24 hex digits.
+const ACCESS_KEY: &str = "GK5e0e5e0e5e0e5e0e5e0e5e0e";
+/// 64 hex digits.
+const SECRET_KEY: &str = "5ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7";
+/// The bucket the platform uses.
+pub const BUCKET: &str = "xtream";
+
+/// A running single-node Garage with a default bucket and key, on free
+/// ports, storing into a temporary directory. Killed on drop.
+pub struct Garage {
+    /// `http://127.0.0.1:PORT`, the S3 API.
+    pub endpoint: String,
+    /// The S3 access key id.
+    pub access_key: String,
+    /// The S3 secret key.
+    pub secret_key: String,
+    /// The bucket name.
+    pub bucket: String,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+/// Where the project's setup installs Garage (see `./x setup`), unless
+/// `XTREAM_GARAGE` names the binary.
+pub fn garage_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("XTREAM_GARAGE") {
+        return path.into();
+    }
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(|| PathBuf::from("/tmp"));
+    let installed = cache.join("xtream/tools/bin/garage");
+    if installed.exists() {
+        installed
+    } else {
+        PathBuf::from("garage")
+    }
+}
+
+impl Garage {
+    /// Starts a fresh Garage and waits until its bucket answers.
+    pub async fn start() -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let s3_port = crate::free_port();
+        let rpc_port = crate::free_port();
+        let config = format!(
+            r#"metadata_dir = "{dir}/meta"
+data_dir = "{dir}/data"
+db_engine = "sqlite"
+replication_factor = 1
+rpc_bind_addr = "127.0.0.1:{rpc_port}"
+rpc_public_addr = "127.0.0.1:{rpc_port}"
+rpc_secret = "{secret}"
+
+[s3_api]
+s3_region = "us-east-1"
+api_bind_addr = "127.0.0.1:{s3_port}"
+root_domain = ".s3.garage.localhost"
+"#,
+            dir = dir.path().display(),
+            secret = SECRET_KEY,
+        );
+        std::fs::write(dir.path().join("garage.toml"), config)?;
+        let mut garage = Self {
+            endpoint: format!("http://127.0.0.1:{s3_port}"),
+            access_key: ACCESS_KEY.into(),
+            secret_key: SECRET_KEY.into(),
+            bucket: BUCKET.into(),
+            dir,
+            child: None,
+        };
+        garage.resume().await?;
+        Ok(garage)
+    }
+
+    /// Direct access to the bucket.
+    pub fn bucket(&self) -> Bucket {
+        Bucket::new(
+            &self.endpoint,
+            &self.bucket,
+            &self.access_key,
+            &self.secret_key,
+        )
+    }
+
+    /// Kills the server (its data stays), as an outage would.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same ports and data.
+    pub async fn resume(&mut self) -> anyhow::Result<()> {
+        let log = std::fs::File::create(self.dir.path().join("garage.log"))?;
+        let child = Command::new(garage_binary())
+            .arg("-c")
+            .arg(self.dir.path().join("garage.toml"))
+            .args(["server", "--single-node", "--default-bucket"])
+            .env("GARAGE_DEFAULT_ACCESS_KEY", &self.access_key)
+            .env("GARAGE_DEFAULT_SECRET_KEY", &self.secret_key)
+            .env("GARAGE_DEFAULT_BUCKET", &self.bucket)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .with_context(|| {
+                format!(
+                    "cannot start Garage ({}); run `./x setup` to install it",
+                    garage_binary().display()
+                )
+            })?;
+        self.child = Some(child);
+        let bucket = self.bucket();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if bucket.exists().await {
+                return Ok(());
+            }
+            if let Some(child) = self.child.as_mut()
+                && let Some(status) = child.try_wait()?
+            {
+                bail!("Garage exited with {status}: {}", self.log());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "Garage did not serve its bucket within 30 s: {}",
+                    self.log()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("garage.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Garage {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -1,0 +1,50 @@
+//! The test harness: real servers, started per test and cleaned up on drop.
+//!
+//! - [`Garage`]: a real S3 server (Garage, single node) on free loopback ports.
+//! - [`Platform`]: the real `.wasm` components from spin.toml, served by the
+//!   embedded host (`xtream-host`) against a Garage.
+//! - [`Bucket`]: direct S3 access, to check what the platform really stored.
+//! - [`bodies`]: generated request bodies, streamed so that large ones are
+//!   never held in memory by the test either.
+
+pub mod bodies;
+pub mod garage;
+pub mod platform;
+pub mod s3;
+
+pub use garage::Garage;
+pub use platform::Platform;
+pub use s3::Bucket;
+
+/// Resident memory of this process, in bytes (Linux).
+pub fn resident_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| {
+            rest.trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
+        .map(|kib| kib * 1024)
+        .unwrap_or(0)
+}
+
+/// A free loopback port (bound, then released for the server to take).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .expect("the loopback interface has free ports")
+}
+
+/// The workspace root (where spin.toml lives).
+pub fn workspace_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ sits in the workspace")
+        .to_path_buf()
+}

@@ -1,0 +1,118 @@
+//! Direct S3 access for tests: what did the platform really store?
+
+use rusty_s3::actions::ListObjectsV2;
+use rusty_s3::{Credentials, S3Action, UrlStyle};
+use std::time::Duration;
+
+const TTL: Duration = Duration::from_secs(600);
+
+/// One bucket, read with signed requests.
+#[derive(Clone)]
+pub struct Bucket {
+    bucket: rusty_s3::Bucket,
+    credentials: Credentials,
+    http: reqwest::Client,
+}
+
+impl Bucket {
+    /// Access to `name` at `endpoint`.
+    pub fn new(endpoint: &str, name: &str, access_key: &str, secret_key: &str) -> Self {
+        let bucket = rusty_s3::Bucket::new(
+            endpoint.parse().expect("endpoint is a URL"),
+            UrlStyle::Path,
+            name.to_owned(),
+            "us-east-1",
+        )
+        .expect("valid bucket");
+        Self {
+            bucket,
+            credentials: Credentials::new(access_key, secret_key),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// Whether the bucket answers a signed HEAD with 200.
+    pub async fn exists(&self) -> bool {
+        let url = self.bucket.head_bucket(Some(&self.credentials)).sign(TTL);
+        matches!(self.http.head(url).send().await, Ok(r) if r.status().is_success())
+    }
+
+    /// Every key under `prefix`.
+    pub async fn keys(&self, prefix: &str) -> anyhow::Result<Vec<String>> {
+        let mut keys = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut action = self.bucket.list_objects_v2(Some(&self.credentials));
+            action.with_prefix(prefix);
+            if let Some(token) = &token {
+                action.with_continuation_token(token.clone());
+            }
+            let text = self
+                .http
+                .get(action.sign(TTL))
+                .send()
+                .await?
+                .error_for_status()?
+                .text()
+                .await?;
+            let page = ListObjectsV2::parse_response(&text)?;
+            keys.extend(page.contents.into_iter().map(|c| c.key));
+            match page.next_continuation_token {
+                Some(next) => token = Some(next),
+                None => return Ok(keys),
+            }
+        }
+    }
+
+    /// An object's bytes, or `None`.
+    pub async fn get(&self, key: &str) -> anyhow::Result<Option<Vec<u8>>> {
+        let url = self
+            .bucket
+            .get_object(Some(&self.credentials), key)
+            .sign(TTL);
+        let response = self.http.get(url).send().await?;
+        if response.status() == 404 {
+            return Ok(None);
+        }
+        Ok(Some(response.error_for_status()?.bytes().await?.to_vec()))
+    }
+
+    /// An object's SHA-256 and length, read as a stream.
+    pub async fn digest(&self, key: &str) -> anyhow::Result<(String, u64)> {
+        use futures::StreamExt;
+        use sha2::Digest;
+        let url = self
+            .bucket
+            .get_object(Some(&self.credentials), key)
+            .sign(TTL);
+        let response = self.http.get(url).send().await?.error_for_status()?;
+        let mut hasher = sha2::Sha256::new();
+        let mut length = 0u64;
+        let mut stream = response.bytes_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk?;
+            length += chunk.len() as u64;
+            hasher.update(&chunk);
+        }
+        Ok((hex(&hasher.finalize()), length))
+    }
+
+    /// An object's Content-Type.
+    pub async fn content_type(&self, key: &str) -> anyhow::Result<Option<String>> {
+        let url = self
+            .bucket
+            .head_object(Some(&self.credentials), key)
+            .sign(TTL);
+        let response = self.http.head(url).send().await?.error_for_status()?;
+        Ok(response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned))
+    }
+}
+
+/// Lowercase hex of bytes.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

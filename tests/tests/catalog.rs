@@ -1,0 +1,106 @@
+//! Listing and getting videos: newest first, paged with opaque cursors.
+
+use serde_json::Value;
+use xtream_tests::{Garage, Platform};
+
+async fn upload(platform: &Platform, title: &str) -> String {
+    let response = platform
+        .client
+        .post(platform.url("/api/videos"))
+        .query(&[("title", title), ("filename", "clip.mp4")])
+        .header("content-type", "video/mp4")
+        .body(format!("bytes of {title}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let record: Value = response.json().await.unwrap();
+    record["id"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn pages_through_the_catalog_newest_first() {
+    let garage = Garage::start().await.unwrap();
+    let platform = Platform::start(&garage).await.unwrap();
+    let mut uploaded = Vec::new();
+    for n in 0..7 {
+        uploaded.push(upload(&platform, &format!("video {n}")).await);
+        // Creation times are kept to the millisecond; keep them distinct.
+        tokio::time::sleep(std::time::Duration::from_millis(3)).await;
+    }
+    uploaded.reverse();
+
+    let mut seen = Vec::new();
+    let mut pages = 0;
+    let mut path = "/api/videos?limit=3".to_owned();
+    loop {
+        let (status, page) = platform.get_json(&path).await.unwrap();
+        assert_eq!(status, 200, "{page}");
+        pages += 1;
+        let videos = page["videos"].as_array().unwrap();
+        assert!(videos.len() <= 3);
+        seen.extend(videos.iter().map(|v| v["id"].as_str().unwrap().to_owned()));
+        match page["next_cursor"].as_str() {
+            Some(cursor) => path = format!("/api/videos?limit=3&cursor={cursor}"),
+            None => break,
+        }
+        assert!(pages < 10, "pagination does not end");
+    }
+    assert_eq!(seen, uploaded);
+    assert_eq!(pages, 3);
+
+    // The default page holds all seven, newest first.
+    let (_, page) = platform.get_json("/api/videos").await.unwrap();
+    let titles: Vec<&str> = page["videos"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["title"].as_str().unwrap())
+        .collect();
+    assert_eq!(titles.first(), Some(&"video 6"));
+    assert_eq!(titles.last(), Some(&"video 0"));
+    assert!(page["next_cursor"].is_null());
+}
+
+#[tokio::test]
+async fn an_empty_catalog_is_an_empty_page() {
+    let garage = Garage::start().await.unwrap();
+    let platform = Platform::start(&garage).await.unwrap();
+    let (status, page) = platform.get_json("/api/videos").await.unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(page, serde_json::json!({"videos": [], "next_cursor": null}));
+}
+
+#[tokio::test]
+async fn bad_listing_and_lookup_requests_get_json_errors() {
+    let garage = Garage::start().await.unwrap();
+    let platform = Platform::start(&garage).await.unwrap();
+    let cases = [
+        ("/api/videos?limit=0", 400, "bad_request"),
+        ("/api/videos?limit=101", 400, "bad_request"),
+        ("/api/videos?cursor=not-a-cursor", 400, "bad_request"),
+        (
+            "/api/videos/6f9619ff-8b86-4011-b42d-00c04fc964ff",
+            404,
+            "not_found",
+        ),
+        ("/api/videos/not-an-id", 404, "not_found"),
+        ("/api/videos/..%2F..%2Fetc", 404, "not_found"),
+        ("/nowhere", 404, "not_found"),
+    ];
+    for (path, status, code) in cases {
+        let (got, body) = platform.get_json(path).await.unwrap();
+        assert_eq!(
+            (got, body["error"]["code"].as_str()),
+            (status, Some(code)),
+            "{path}: {body}"
+        );
+    }
+    let response = platform
+        .client
+        .put(platform.url("/api/videos/6f9619ff-8b86-4011-b42d-00c04fc964ff"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 405);
+}
