@@ -90,7 +90,11 @@ mod tests {
     fn bounds_the_page_size() {
         assert_eq!(PageRequest::from_query("limit=100").unwrap().limit, 100);
         for bad in ["limit=0", "limit=101", "limit=-1", "limit=ten", "limit="] {
-            assert_eq!(PageRequest::from_query(bad).unwrap_err().status, 400, "{bad}");
+            assert_eq!(
+                PageRequest::from_query(bad).unwrap_err().status,
+                400,
+                "{bad}"
+            );
         }
     }
 
@@ -105,7 +109,11 @@ mod tests {
 
     #[test]
     fn rejects_forged_cursors() {
-        for bad in ["!!!", &encode_cursor("videos/x/video.json"), &encode_cursor("catalog/")] {
+        for bad in [
+            "!!!",
+            &encode_cursor("videos/x/video.json"),
+            &encode_cursor("catalog/"),
+        ] {
             let err = PageRequest::from_query(&format!("cursor={bad}")).unwrap_err();
             assert_eq!(err.status, 400, "{bad}");
         }

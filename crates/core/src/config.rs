@@ -148,15 +148,21 @@ mod tests {
     fn storage_settings_refuse_bad_endpoints_and_blanks() {
         assert!(StorageSettings::new("http://127.0.0.1:3900/", "b", "r", "a", "s").is_ok());
         assert_eq!(
-            StorageSettings::new("127.0.0.1:3900", "b", "r", "a", "s").unwrap_err().name,
+            StorageSettings::new("127.0.0.1:3900", "b", "r", "a", "s")
+                .unwrap_err()
+                .name,
             "s3_endpoint"
         );
         assert_eq!(
-            StorageSettings::new("http://x", "b", "r", " ", "s").unwrap_err().name,
+            StorageSettings::new("http://x", "b", "r", " ", "s")
+                .unwrap_err()
+                .name,
             "s3_access_key"
         );
         assert_eq!(
-            StorageSettings::new("http://x/", "b", "r", "a", "s").unwrap().endpoint,
+            StorageSettings::new("http://x/", "b", "r", "a", "s")
+                .unwrap()
+                .endpoint,
             "http://x"
         );
     }

@@ -92,6 +92,12 @@ impl ApiError {
         Self::new(503, "storage_unavailable", message)
     }
 
+    /// 503: the event queue (Kafka, through its HTTP bridge) cannot be
+    /// reached.
+    pub fn queue_unavailable(message: impl Into<String>) -> Self {
+        Self::new(503, "queue_unavailable", message)
+    }
+
     /// The JSON body: `{"error":{"code":"...","message":"..."}}`.
     pub fn to_json(&self) -> String {
         serde_json::to_string(&Envelope {

@@ -91,6 +91,10 @@ mod tests {
         ] {
             assert_eq!(bad.parse::<VideoId>(), Err(InvalidVideoId), "{bad:?}");
         }
-        assert!("6f9619ff-8b86-d011-b42d-00c04fc964ff".parse::<VideoId>().is_ok());
+        assert!(
+            "6f9619ff-8b86-d011-b42d-00c04fc964ff"
+                .parse::<VideoId>()
+                .is_ok()
+        );
     }
 }

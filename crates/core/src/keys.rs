@@ -32,6 +32,22 @@ pub fn original(id: VideoId) -> String {
     format!("videos/{id}/original")
 }
 
+/// Prefix of a video's HLS renditions (`master.m3u8`, `{rung}/index.m3u8`,
+/// `{rung}/segment_NNN.ts`), written by the worker.
+pub fn hls_prefix(id: VideoId) -> String {
+    format!("videos/{id}/hls/")
+}
+
+/// The HLS master playlist of a video.
+pub fn hls_master(id: VideoId) -> String {
+    format!("videos/{id}/hls/master.m3u8")
+}
+
+/// The poster image of a video.
+pub fn thumbnail(id: VideoId) -> String {
+    format!("videos/{id}/thumbnail.jpg")
+}
+
 /// The catalog index entry of a video created at `created_at`.
 pub fn catalog_entry(created_at: Timestamp, id: VideoId) -> String {
     // Milliseconds since the epoch are positive for any upload we will see;
@@ -48,6 +64,15 @@ pub fn id_of_catalog_entry(key: &str) -> Option<VideoId> {
         return None;
     }
     id.parse().ok()
+}
+
+/// When the video of a catalog entry was created (to the millisecond), read
+/// from the entry's key alone, so old entries can be found without reading
+/// their records.
+pub fn created_at_of_catalog_entry(key: &str) -> Option<Timestamp> {
+    id_of_catalog_entry(key)?;
+    let inverted: u64 = key.strip_prefix(CATALOG_PREFIX)?.get(..20)?.parse().ok()?;
+    Timestamp::from_millisecond(i64::try_from(u64::MAX - inverted).ok()?).ok()
 }
 
 #[cfg(test)]
@@ -76,5 +101,20 @@ mod tests {
         let id = VideoId::random();
         assert!(record(id).starts_with(&video_prefix(id)));
         assert!(original(id).starts_with(&video_prefix(id)));
+        assert!(hls_master(id).starts_with(&hls_prefix(id)));
+        assert!(hls_prefix(id).starts_with(&video_prefix(id)));
+        assert!(thumbnail(id).starts_with(&video_prefix(id)));
+    }
+
+    #[test]
+    fn catalog_entries_tell_their_creation_time() {
+        let id = VideoId::random();
+        let at = Timestamp::from_millisecond(1_700_000_000_123).unwrap();
+        assert_eq!(
+            created_at_of_catalog_entry(&catalog_entry(at, id)),
+            Some(at)
+        );
+        assert_eq!(created_at_of_catalog_entry("catalog/123-abc"), None);
+        assert_eq!(created_at_of_catalog_entry(&record(id)), None);
     }
 }

@@ -19,7 +19,9 @@ pub enum ApiRoute {
 
 /// Routes a request of the `videos` component.
 pub fn api_route(method: &str, path: &str) -> Result<ApiRoute, ApiError> {
-    let rest = path.strip_prefix("/api/videos").ok_or_else(|| unknown(path))?;
+    let rest = path
+        .strip_prefix("/api/videos")
+        .ok_or_else(|| unknown(path))?;
     match rest.trim_end_matches('/') {
         "" => match method {
             "GET" | "HEAD" => Ok(ApiRoute::ListVideos),
@@ -112,18 +114,39 @@ mod tests {
         assert_eq!(api_route("GET", "/api/videos"), Ok(ApiRoute::ListVideos));
         assert_eq!(api_route("GET", "/api/videos/"), Ok(ApiRoute::ListVideos));
         assert_eq!(api_route("POST", "/api/videos"), Ok(ApiRoute::UploadVideo));
-        assert_eq!(api_route("GET", &format!("/api/videos/{id}")), Ok(ApiRoute::GetVideo(id)));
+        assert_eq!(
+            api_route("GET", &format!("/api/videos/{id}")),
+            Ok(ApiRoute::GetVideo(id))
+        );
     }
 
     #[test]
     fn answers_405_and_404_where_due() {
         let id = VideoId::random();
         assert_eq!(api_route("DELETE", "/api/videos").unwrap_err().status, 405);
-        assert_eq!(api_route("PUT", &format!("/api/videos/{id}")).unwrap_err().status, 405);
-        assert_eq!(api_route("GET", "/api/videos/nope").unwrap_err().status, 404);
-        assert_eq!(api_route("GET", "/api/videos/../secrets").unwrap_err().status, 404);
+        assert_eq!(
+            api_route("PUT", &format!("/api/videos/{id}"))
+                .unwrap_err()
+                .status,
+            405
+        );
+        assert_eq!(
+            api_route("GET", "/api/videos/nope").unwrap_err().status,
+            404
+        );
+        assert_eq!(
+            api_route("GET", "/api/videos/../secrets")
+                .unwrap_err()
+                .status,
+            404
+        );
         assert_eq!(api_route("GET", "/api/videosx").unwrap_err().status, 404);
-        assert_eq!(api_route("GET", &format!("/api/videos/{id}/x")).unwrap_err().status, 404);
+        assert_eq!(
+            api_route("GET", &format!("/api/videos/{id}/x"))
+                .unwrap_err()
+                .status,
+            404
+        );
     }
 
     #[test]
@@ -131,7 +154,10 @@ mod tests {
         let id = VideoId::random();
         assert_eq!(legacy_route("POST", "/upload"), Ok(LegacyRoute::Upload));
         assert_eq!(legacy_route("GET", "/videos"), Ok(LegacyRoute::List));
-        assert_eq!(legacy_route("GET", &format!("/video/{id}")), Ok(LegacyRoute::Get(id)));
+        assert_eq!(
+            legacy_route("GET", &format!("/video/{id}")),
+            Ok(LegacyRoute::Get(id))
+        );
         assert_eq!(legacy_route("GET", "/upload").unwrap_err().status, 405);
         assert_eq!(legacy_route("GET", "/video/42").unwrap_err().status, 404);
     }

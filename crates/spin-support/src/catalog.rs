@@ -11,9 +11,15 @@ use xtream_core::{ApiError, VideoId, VideoRecord, keys};
 /// the cost depends on the page size, never on the catalog's.
 pub async fn page(store: &ObjectStore, request: &PageRequest) -> Result<Page, ApiError> {
     let (entries, more) = store
-        .list_after(keys::CATALOG_PREFIX, request.start_after.as_deref(), request.limit)
+        .list_after(
+            keys::CATALOG_PREFIX,
+            request.start_after.as_deref(),
+            request.limit,
+        )
         .await?;
-    let ids = entries.iter().filter_map(|key| keys::id_of_catalog_entry(key));
+    let ids = entries
+        .iter()
+        .filter_map(|key| keys::id_of_catalog_entry(key));
     let records = join_all(ids.map(|id| find(store, id))).await;
     let mut videos = Vec::with_capacity(records.len());
     for record in records {

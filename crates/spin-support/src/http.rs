@@ -38,7 +38,13 @@ pub async fn respond_json(
 ) {
     match serde_json::to_vec(body) {
         Ok(bytes) => respond_bytes(out, status, bytes, extra_headers).await,
-        Err(e) => respond_error(out, &ApiError::internal(format!("cannot encode response: {e}"))).await,
+        Err(e) => {
+            respond_error(
+                out,
+                &ApiError::internal(format!("cannot encode response: {e}")),
+            )
+            .await
+        }
     }
 }
 
@@ -48,11 +54,7 @@ pub async fn respond_error(out: ResponseOutparam, error: &ApiError) {
 }
 
 /// Answers with `result`: the value as JSON with `status`, or the error.
-pub async fn respond(
-    out: ResponseOutparam,
-    status: u16,
-    result: Result<impl Serialize, ApiError>,
-) {
+pub async fn respond(out: ResponseOutparam, status: u16, result: Result<impl Serialize, ApiError>) {
     match result {
         Ok(value) => respond_json(out, status, &value, &[]).await,
         Err(error) => respond_error(out, &error).await,
@@ -67,7 +69,10 @@ async fn respond_bytes(
 ) {
     let mut headers = vec![
         ("content-type".to_owned(), b"application/json".to_vec()),
-        ("content-length".to_owned(), body.len().to_string().into_bytes()),
+        (
+            "content-length".to_owned(),
+            body.len().to_string().into_bytes(),
+        ),
         ("cache-control".to_owned(), b"no-store".to_vec()),
     ];
     headers.extend(

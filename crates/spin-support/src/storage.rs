@@ -79,20 +79,40 @@ impl ObjectStore {
 
     /// Checks that the bucket exists and that we may use it.
     pub async fn check_bucket(&self) -> Result<(), StorageError> {
-        let url = self.bucket.head_bucket(Some(&self.credentials)).sign(SIGNATURE_TTL);
+        let url = self
+            .bucket
+            .head_bucket(Some(&self.credentials))
+            .sign(SIGNATURE_TTL);
         expect_success(send(Method::Head, url, None, &[]).await?, "HEAD bucket").map(drop)
     }
 
     /// Stores a whole small object.
-    pub async fn put(&self, key: &str, body: Vec<u8>, content_type: &str) -> Result<(), StorageError> {
-        let url = self.bucket.put_object(Some(&self.credentials), key).sign(SIGNATURE_TTL);
-        let response = send(Method::Put, url, Some(body), &[("content-type", content_type)]).await?;
+    pub async fn put(
+        &self,
+        key: &str,
+        body: Vec<u8>,
+        content_type: &str,
+    ) -> Result<(), StorageError> {
+        let url = self
+            .bucket
+            .put_object(Some(&self.credentials), key)
+            .sign(SIGNATURE_TTL);
+        let response = send(
+            Method::Put,
+            url,
+            Some(body),
+            &[("content-type", content_type)],
+        )
+        .await?;
         expect_success(response, "PUT object").map(drop)
     }
 
     /// Reads a whole small object; `None` when it does not exist.
     pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
-        let url = self.bucket.get_object(Some(&self.credentials), key).sign(SIGNATURE_TTL);
+        let url = self
+            .bucket
+            .get_object(Some(&self.credentials), key)
+            .sign(SIGNATURE_TTL);
         let response = send(Method::Get, url, None, &[]).await?;
         if *response.status() == 404 {
             return Ok(None);
@@ -102,7 +122,10 @@ impl ObjectStore {
 
     /// Deletes an object (absent objects are fine).
     pub async fn delete(&self, key: &str) -> Result<(), StorageError> {
-        let url = self.bucket.delete_object(Some(&self.credentials), key).sign(SIGNATURE_TTL);
+        let url = self
+            .bucket
+            .delete_object(Some(&self.credentials), key)
+            .sign(SIGNATURE_TTL);
         expect_success(send(Method::Delete, url, None, &[]).await?, "DELETE object").map(drop)
     }
 
@@ -130,7 +153,11 @@ impl ObjectStore {
     }
 
     /// Starts a multipart upload; returns its upload id.
-    pub async fn start_multipart(&self, key: &str, content_type: &str) -> Result<String, StorageError> {
+    pub async fn start_multipart(
+        &self,
+        key: &str,
+        content_type: &str,
+    ) -> Result<String, StorageError> {
         let url = self
             .bucket
             .create_multipart_upload(Some(&self.credentials), key)
@@ -195,7 +222,11 @@ impl ObjectStore {
             .bucket
             .abort_multipart_upload(Some(&self.credentials), key, upload_id)
             .sign(SIGNATURE_TTL);
-        expect_success(send(Method::Delete, url, None, &[]).await?, "ABORT multipart upload").map(drop)
+        expect_success(
+            send(Method::Delete, url, None, &[]).await?,
+            "ABORT multipart upload",
+        )
+        .map(drop)
     }
 }
 
@@ -225,7 +256,10 @@ fn expect_success(response: Response, operation: &'static str) -> Result<Respons
     if (200..300).contains(&status) {
         return Ok(response);
     }
-    let detail: String = String::from_utf8_lossy(response.body()).chars().take(300).collect();
+    let detail: String = String::from_utf8_lossy(response.body())
+        .chars()
+        .take(300)
+        .collect();
     Err(StorageError::Refused {
         status,
         operation,

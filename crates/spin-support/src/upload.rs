@@ -22,7 +22,10 @@ const MAX_TITLE_FIELD_BYTES: usize = 4 * upload::MAX_TITLE_CHARS;
 /// Nothing becomes visible unless everything succeeded: the record (and its
 /// catalog entry) is written after the original, and a failed original is
 /// aborted or deleted.
-pub async fn receive(store: &ObjectStore, request: IncomingRequest) -> Result<VideoRecord, ApiError> {
+pub async fn receive(
+    store: &ObjectStore,
+    request: IncomingRequest,
+) -> Result<VideoRecord, ApiError> {
     let limits = crate::config::upload_limits()?;
     let (_, query) = path_and_query(&request);
     let form = upload::classify(
@@ -154,13 +157,16 @@ async fn receive_form(
                     if video.is_some() {
                         return Err(ApiError::bad_request("send one `video` field per upload"));
                     }
-                    let filename = upload::sanitize_filename(part.filename.as_deref().unwrap_or(""));
+                    let filename =
+                        upload::sanitize_filename(part.filename.as_deref().unwrap_or(""));
                     let content_type =
                         upload::video_content_type(part.content_type.as_deref(), &filename)?;
                     video = Some((filename, content_type.clone()));
                     field = Field::Video { content_type };
                 }
-                Event::PartStart(part) if part.name == TITLE_FIELD => field = Field::Title(Vec::new()),
+                Event::PartStart(part) if part.name == TITLE_FIELD => {
+                    field = Field::Title(Vec::new())
+                }
                 Event::PartStart(_) => field = Field::Ignored,
                 Event::Data(data) => match &mut field {
                     Field::Video { content_type } => {
@@ -189,9 +195,8 @@ async fn receive_form(
     }
     parser.finish()?;
 
-    let (filename, content_type) = video.ok_or_else(|| {
-        ApiError::bad_request("the form has no `video` file field")
-    })?;
+    let (filename, content_type) =
+        video.ok_or_else(|| ApiError::bad_request("the form has no `video` file field"))?;
     let title = match title_field {
         Some(bytes) => Some(
             String::from_utf8(bytes)
@@ -297,7 +302,10 @@ impl<'a> ObjectWriter<'a> {
     async fn discard(&mut self) {
         self.pending = Vec::new();
         if let Some(upload) = self.multipart.take() {
-            let _ = self.store.abort_multipart(&self.key, &upload.upload_id).await;
+            let _ = self
+                .store
+                .abort_multipart(&self.key, &upload.upload_id)
+                .await;
         }
     }
 }

@@ -37,4 +37,3 @@ async fn handle(request: IncomingRequest, out: ResponseOutparam) {
         },
     }
 }
-
