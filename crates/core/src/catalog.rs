@@ -1,7 +1,8 @@
 //! Listing pages: how many, and where the next one starts.
 
+use crate::ApiError;
 use crate::keys;
-use crate::{ApiError, VideoRecord};
+use crate::playback::VideoView;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Serialize;
@@ -68,7 +69,7 @@ pub fn decode_cursor(cursor: &str) -> Result<String, ApiError> {
 #[derive(Debug, Clone, Serialize)]
 pub struct Page {
     /// The videos on this page.
-    pub videos: Vec<VideoRecord>,
+    pub videos: Vec<VideoView>,
     /// Pass as `cursor` to get the next page; absent on the last page.
     pub next_cursor: Option<String>,
 }

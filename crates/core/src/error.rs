@@ -59,6 +59,12 @@ impl ApiError {
         )
     }
 
+    /// 409: the request conflicts with the video's state (e.g. playing a
+    /// video that is still transcoding).
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(409, "not_ready", message)
+    }
+
     /// 411: an upload must declare its size up front.
     pub fn length_required() -> Self {
         Self::new(
@@ -74,6 +80,15 @@ impl ApiError {
             413,
             "payload_too_large",
             format!("uploads are limited to {max_bytes} bytes"),
+        )
+    }
+
+    /// 416: the requested byte range lies outside the object.
+    pub fn range_not_satisfiable() -> Self {
+        Self::new(
+            416,
+            "range_not_satisfiable",
+            "the requested range is outside the file",
         )
     }
 

@@ -3,6 +3,8 @@
 //! ```text
 //! videos/{id}/video.json        the record (written last: its presence means the upload is whole)
 //! videos/{id}/original          the uploaded bytes
+//! videos/{id}/hls/...           HLS master playlist, renditions and segments
+//! videos/{id}/thumbnail.jpg     poster image
 //! catalog/{newest-first}-{id}   empty index entry, one per video
 //! ```
 //!
@@ -101,6 +103,9 @@ mod tests {
         let id = VideoId::random();
         assert!(record(id).starts_with(&video_prefix(id)));
         assert!(original(id).starts_with(&video_prefix(id)));
+        assert!(hls_master(id).starts_with(&hls_prefix(id)));
+        assert!(hls_prefix(id).starts_with(&video_prefix(id)));
+        assert!(thumbnail(id).starts_with(&video_prefix(id)));
         assert!(hls_master(id).starts_with(&hls_prefix(id)));
         assert!(hls_prefix(id).starts_with(&video_prefix(id)));
         assert!(thumbnail(id).starts_with(&video_prefix(id)));

@@ -10,9 +10,13 @@
 pub mod catalog;
 pub mod config;
 pub mod error;
+pub mod events;
 pub mod id;
 pub mod keys;
+pub mod ladder;
 pub mod multipart;
+pub mod playback;
+pub mod range;
 pub mod record;
 pub mod route;
 pub mod upload;

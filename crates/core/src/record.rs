@@ -97,6 +97,34 @@ pub struct VideoRecord {
     /// Why the video failed, when it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure_reason: Option<String>,
+    /// Something a person should know about the current status, e.g. that
+    /// the upload could not be queued yet and will be retried.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_detail: Option<String>,
+    /// Length in seconds, once the worker has probed the original.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_seconds: Option<f64>,
+    /// Display width of the original in pixels (after rotation), once probed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub width: Option<u32>,
+    /// Display height of the original in pixels (after rotation), once probed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub height: Option<u32>,
+    /// The original's video codec as ffprobe names it, e.g. `h264`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub video_codec: Option<String>,
+    /// The original's audio codec, e.g. `aac`; absent for silent videos.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audio_codec: Option<String>,
+    /// The HLS renditions stored, smallest first (when `ready`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub renditions: Vec<crate::ladder::Rendition>,
+    /// Key of the HLS master playlist (when `ready`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hls_master: Option<String>,
+    /// Key of the poster image (when `ready`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thumbnail: Option<String>,
 }
 
 impl VideoRecord {
@@ -119,6 +147,15 @@ impl VideoRecord {
             created_at: now,
             updated_at: now,
             failure_reason: None,
+            status_detail: None,
+            duration_seconds: None,
+            width: None,
+            height: None,
+            video_codec: None,
+            audio_codec: None,
+            renditions: Vec::new(),
+            hls_master: None,
+            thumbnail: None,
         }
     }
 
@@ -133,6 +170,7 @@ impl VideoRecord {
         }
         self.status = next;
         self.updated_at = now;
+        self.status_detail = None;
         if next != VideoStatus::Failed {
             self.failure_reason = None;
         }
@@ -140,7 +178,11 @@ impl VideoRecord {
     }
 
     /// Marks the record failed with a reason a person can read.
-    pub fn fail(&mut self, reason: impl Into<String>, now: Timestamp) -> Result<(), IllegalTransition> {
+    pub fn fail(
+        &mut self,
+        reason: impl Into<String>,
+        now: Timestamp,
+    ) -> Result<(), IllegalTransition> {
         self.move_to(VideoStatus::Failed, now)?;
         self.failure_reason = Some(reason.into());
         Ok(())
@@ -166,7 +208,11 @@ mod tests {
     fn follows_the_happy_path() {
         let mut r = record();
         let later = Timestamp::from_second(1_700_000_100).unwrap();
-        for next in [VideoStatus::Queued, VideoStatus::Transcoding, VideoStatus::Ready] {
+        for next in [
+            VideoStatus::Queued,
+            VideoStatus::Transcoding,
+            VideoStatus::Ready,
+        ] {
             r.move_to(next, later).unwrap();
         }
         assert_eq!(r.status, VideoStatus::Ready);
@@ -185,7 +231,10 @@ mod tests {
         assert_eq!(r.failure_reason.as_deref(), Some("not a video"));
         assert_eq!(
             r.move_to(VideoStatus::Ready, now),
-            Err(IllegalTransition { from: VideoStatus::Failed, to: VideoStatus::Ready })
+            Err(IllegalTransition {
+                from: VideoStatus::Failed,
+                to: VideoStatus::Ready
+            })
         );
     }
 
@@ -193,7 +242,15 @@ mod tests {
     fn serialises_with_the_documented_field_names() {
         let r = record();
         let json = serde_json::to_value(&r).unwrap();
-        for field in ["id", "title", "filename", "size", "content_type", "status", "created_at"] {
+        for field in [
+            "id",
+            "title",
+            "filename",
+            "size",
+            "content_type",
+            "status",
+            "created_at",
+        ] {
             assert!(json.get(field).is_some(), "missing {field}");
         }
         assert_eq!(json["status"], "uploaded");

@@ -4,6 +4,7 @@
 //! `GET /api/videos` from `POST /api/videos` and answer 405 for the rest.
 //! Paths arrive whole (Spin passes the full original path).
 
+use crate::playback::{MediaObject, media_object};
 use crate::{ApiError, VideoId};
 
 /// Operations of the `videos` component (`/api/videos/...`).
@@ -34,6 +35,19 @@ pub fn api_route(method: &str, path: &str) -> Result<ApiRoute, ApiError> {
             Ok(ApiRoute::GetVideo(id))
         }
     }
+}
+
+/// Routes a request of the `stream` component
+/// (`/api/videos/{id}/hls/...`, `/thumbnail.jpg`, `/original`) to the media
+/// object it names.
+pub fn stream_route(method: &str, path: &str) -> Result<MediaObject, ApiError> {
+    let rest = path
+        .strip_prefix("/api/videos/")
+        .ok_or_else(|| unknown(path))?;
+    let (id, media) = rest.split_once('/').ok_or_else(|| unknown(path))?;
+    let object = media_object(video_id(id)?, media)?;
+    only_get(method)?;
+    Ok(object)
 }
 
 /// Operations of the original Xtream API, kept for its clients.
@@ -160,6 +174,23 @@ mod tests {
         );
         assert_eq!(legacy_route("GET", "/upload").unwrap_err().status, 405);
         assert_eq!(legacy_route("GET", "/video/42").unwrap_err().status, 404);
+    }
+
+    #[test]
+    fn streams_only_media_of_valid_ids() {
+        let id = VideoId::random();
+        let object = stream_route("GET", &format!("/api/videos/{id}/hls/360p/index.m3u8")).unwrap();
+        assert_eq!(object.key, format!("videos/{id}/hls/360p/index.m3u8"));
+        assert_eq!(
+            stream_route("GET", "/api/videos/x/original")
+                .unwrap_err()
+                .status,
+            404
+        );
+        let traversal = format!("/api/videos/{id}/hls/../../other/original");
+        assert_eq!(stream_route("GET", &traversal).unwrap_err().status, 404);
+        let post = stream_route("POST", &format!("/api/videos/{id}/original"));
+        assert_eq!(post.unwrap_err().status, 405);
     }
 
     #[test]

@@ -25,7 +25,7 @@ pub async fn page(store: &ObjectStore, request: &PageRequest) -> Result<Page, Ap
     for record in records {
         // An entry whose record is gone (deleted between LIST and GET) is skipped.
         if let Some(record) = record? {
-            videos.push(record);
+            videos.push(record.into());
         }
     }
     let next_cursor = if more {

@@ -4,9 +4,12 @@ use spin_sdk::variables;
 use xtream_core::ApiError;
 use xtream_core::config::{InvalidSetting, StorageSettings, UploadLimits};
 
-fn variable(name: &str) -> Result<String, ApiError> {
+/// A Spin variable of this component; a missing one is a misconfiguration.
+pub fn variable(name: &str) -> Result<String, ApiError> {
     variables::get(name).map_err(|e| {
-        ApiError::internal(format!("the platform is misconfigured: variable {name}: {e}"))
+        ApiError::internal(format!(
+            "the platform is misconfigured: variable {name}: {e}"
+        ))
     })
 }
 

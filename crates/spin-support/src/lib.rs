@@ -5,10 +5,12 @@
 //! `wasi:http` (signed with rusty-s3), streams uploads into multipart S3
 //! uploads, reads the catalog, and writes JSON responses.
 
+pub mod announce;
 pub mod catalog;
 pub mod config;
 pub mod http;
 pub mod storage;
+pub mod stream;
 pub mod upload;
 
 pub use storage::ObjectStore;

@@ -3,7 +3,7 @@
 
 use rusty_s3::actions::{CreateMultipartUpload, ListObjectsV2};
 use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
-use spin_sdk::http::{Method, Request, Response};
+use spin_sdk::http::{IncomingResponse, Method, Request, Response};
 use std::time::Duration;
 use xtream_core::ApiError;
 use xtream_core::config::StorageSettings;
@@ -118,6 +118,47 @@ impl ObjectStore {
             return Ok(None);
         }
         expect_success(response, "GET object").map(|r| Some(r.into_body()))
+    }
+
+    /// Opens an object for streaming (`GET`) or just its headers (`HEAD`),
+    /// passing `Range` and `If-None-Match` on so the store answers 206, 304
+    /// or 416 itself. `None` when the object does not exist. The caller
+    /// reads the body from the returned response and must keep it alive
+    /// while doing so.
+    pub async fn open(
+        &self,
+        head_only: bool,
+        key: &str,
+        range: Option<&str>,
+        if_none_match: Option<&str>,
+    ) -> Result<Option<IncomingResponse>, StorageError> {
+        let (method, url) = if head_only {
+            let action = self.bucket.head_object(Some(&self.credentials), key);
+            (Method::Head, action.sign(SIGNATURE_TTL))
+        } else {
+            let action = self.bucket.get_object(Some(&self.credentials), key);
+            (Method::Get, action.sign(SIGNATURE_TTL))
+        };
+        let mut builder = Request::builder();
+        builder.method(method).uri(url.as_str());
+        if let Some(range) = range {
+            builder.header("range", range);
+        }
+        if let Some(etag) = if_none_match {
+            builder.header("if-none-match", etag);
+        }
+        let response: IncomingResponse = spin_sdk::http::send(builder.build())
+            .await
+            .map_err(|e| StorageError::Unreachable(e.to_string()))?;
+        match response.status() {
+            200 | 206 | 304 | 416 => Ok(Some(response)),
+            404 => Ok(None),
+            status => Err(StorageError::Refused {
+                status,
+                operation: "GET object",
+                detail: String::new(),
+            }),
+        }
     }
 
     /// Deletes an object (absent objects are fine).

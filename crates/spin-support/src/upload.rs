@@ -81,7 +81,29 @@ pub async fn receive(
         let _ = store.delete(&keys::original(id)).await;
         return Err(error);
     }
+    if let Err(error) = crate::announce::upload(&record).await {
+        return Err(not_yet_queued(store, record, error).await);
+    }
     Ok(record)
+}
+
+/// The upload is stored but its event could not be published. The video is
+/// kept (the worker's reconciler re-publishes records left in `uploaded`),
+/// the record says what happened, and the client hears a 503 naming the id.
+async fn not_yet_queued(store: &ObjectStore, mut record: VideoRecord, error: ApiError) -> ApiError {
+    record.status_detail = Some(format!(
+        "stored, but not yet queued for transcoding ({}); it will be queued automatically",
+        error.message
+    ));
+    if let Ok(json) = serde_json::to_vec(&record) {
+        // If this fails too, the record simply lacks the explanation.
+        let _ = store.put(&keys::record(record.id), json, "application/json").await;
+    }
+    ApiError::queue_unavailable(format!(
+        "video {} was stored but could not be queued for transcoding: {}; \
+         it will be queued automatically",
+        record.id, error.message
+    ))
 }
 
 /// Writes the record, then its catalog entry: a catalog entry never points

@@ -6,6 +6,7 @@ use spin_sdk::http::{IncomingRequest, ResponseOutparam};
 use spin_sdk::http_component;
 use xtream_core::ApiError;
 use xtream_core::catalog::PageRequest;
+use xtream_core::playback::VideoView;
 use xtream_core::route::{LegacyRoute, legacy_route};
 use xtream_spin::http::{method, path_and_query, respond, respond_error, respond_json};
 use xtream_spin::{ObjectStore, catalog, open_store, upload};
@@ -35,8 +36,14 @@ async fn handle(request: IncomingRequest, out: ResponseOutparam) {
             }
             Err(error) => respond_error(out, &error).await,
         },
-        LegacyRoute::Get(id) => respond(out, 200, catalog::get(&store, id).await).await,
-        LegacyRoute::Upload => respond(out, 201, upload::receive(&store, request).await).await,
+        LegacyRoute::Get(id) => {
+            let video = catalog::get(&store, id).await.map(VideoView::from);
+            respond(out, 200, video).await
+        }
+        LegacyRoute::Upload => {
+            let video = upload::receive(&store, request).await.map(VideoView::from);
+            respond(out, 201, video).await
+        }
     }
 }
 

@@ -4,6 +4,7 @@
 use spin_sdk::http::{IncomingRequest, ResponseOutparam};
 use spin_sdk::http_component;
 use xtream_core::catalog::PageRequest;
+use xtream_core::playback::VideoView;
 use xtream_core::route::{ApiRoute, api_route};
 use xtream_spin::http::{method, path_and_query, respond, respond_error, respond_json};
 use xtream_spin::{catalog, open_store, upload};
@@ -27,11 +28,20 @@ async fn handle(request: IncomingRequest, out: ResponseOutparam) {
             };
             respond(out, 200, page).await
         }
-        ApiRoute::GetVideo(id) => respond(out, 200, catalog::get(&store, id).await).await,
+        ApiRoute::GetVideo(id) => {
+            let video = catalog::get(&store, id).await.map(VideoView::from);
+            respond(out, 200, video).await
+        }
         ApiRoute::UploadVideo => match upload::receive(&store, request).await {
             Ok(record) => {
                 let location = format!("/api/videos/{}", record.id);
-                respond_json(out, 201, &record, &[("location", location)]).await
+                respond_json(
+                    out,
+                    201,
+                    &VideoView::from(record),
+                    &[("location", location)],
+                )
+                .await
             }
             Err(error) => respond_error(out, &error).await,
         },
