@@ -14,6 +14,7 @@
 //!     listen: "127.0.0.1:0".parse()?,
 //!     env: std::env::vars().collect(),
 //!     cache_dir: None,
+//!     body_idle_timeout: xtream_host::DEFAULT_BODY_IDLE_TIMEOUT,
 //! })
 //! .await?;
 //! println!("serving on http://{}", host.addr);
@@ -56,7 +57,15 @@ pub struct HostConfig {
     /// Where compiled components are cached; `None` means
     /// [`CompileCache::default_dir`].
     pub cache_dir: Option<PathBuf>,
+    /// A request body that sends nothing for this long is cut off, so a
+    /// slow client (slowloris) cannot hold an instance forever; the
+    /// component sees a failed body read. [`DEFAULT_BODY_IDLE_TIMEOUT`] is
+    /// a sensible value.
+    pub body_idle_timeout: std::time::Duration,
 }
+
+/// Default for [`HostConfig::body_idle_timeout`].
+pub const DEFAULT_BODY_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 // By hand so that secrets passed in `env` never end up in a log.
 impl std::fmt::Debug for HostConfig {
@@ -144,7 +153,11 @@ impl RunningHost {
             .routes()
             .map(|(r, c)| (r.to_owned(), c.to_owned()))
             .collect();
-        let app = Arc::new(server::App { router, components });
+        let app = Arc::new(server::App {
+            router,
+            components,
+            body_idle_timeout: config.body_idle_timeout,
+        });
         let (shutdown, shutdown_rx) = watch::channel(());
         let server = tokio::spawn(server::serve(listener, app, shutdown_rx));
         tracing::info!(app = %manifest.name, %addr, "host started");

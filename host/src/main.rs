@@ -69,6 +69,7 @@ async fn main() -> Result<()> {
         listen: args.listen,
         env: std::env::vars().collect(),
         cache_dir: args.cache_dir,
+        body_idle_timeout: xtream_host::DEFAULT_BODY_IDLE_TIMEOUT,
     })
     .await?;
 

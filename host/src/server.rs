@@ -10,7 +10,7 @@ use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -19,15 +19,19 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+use wasmtime_wasi_http::p2::bindings::http::types::ErrorCode;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 /// How long shutdown waits for in-flight requests before cutting them off.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// A client must send its request head within this (slowloris defence).
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Everything needed to answer a request.
 pub(crate) struct App {
     pub(crate) router: Router,
     pub(crate) components: HashMap<String, Arc<AppComponent>>,
+    pub(crate) body_idle_timeout: Duration,
 }
 
 /// Accepts connections until `shutdown` changes (or its sender is dropped),
@@ -81,6 +85,8 @@ async fn serve_connection(
     });
     let connection = http1::Builder::new()
         .keep_alive(true)
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
         .serve_connection(TokioIo::new(stream), service);
     tokio::pin!(connection);
     let result = tokio::select! {
@@ -120,6 +126,7 @@ impl App {
             );
         };
         add_spin_headers(&mut request, &route, peer, local);
+        let request = request.map(|body| IdleTimeout::new(body, self.body_idle_timeout));
         tracing::debug!(method = %request.method(), uri = %request.uri(), component = %route.component, "request");
         match component.handle(request).await {
             Ok(response) => response,
@@ -223,4 +230,57 @@ pub(crate) fn error_response(
         .headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response
+}
+
+/// A request body that fails once no data has arrived for a while.
+///
+/// Without it a client trickling (or never finishing) its body would keep a
+/// component instance, and its memory, busy indefinitely.
+struct IdleTimeout {
+    body: Incoming,
+    idle: Duration,
+    deadline: std::pin::Pin<Box<tokio::time::Sleep>>,
+}
+
+impl IdleTimeout {
+    fn new(body: Incoming, idle: Duration) -> Self {
+        Self {
+            body,
+            idle,
+            deadline: Box::pin(tokio::time::sleep(idle)),
+        }
+    }
+}
+
+impl hyper::body::Body for IdleTimeout {
+    type Data = Bytes;
+    type Error = wasmtime_wasi_http::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        use std::task::Poll;
+        let this = &mut *self;
+        match std::pin::Pin::new(&mut this.body).poll_frame(cx) {
+            Poll::Ready(frame) => {
+                let next = tokio::time::Instant::now() + this.idle;
+                this.deadline.as_mut().reset(next);
+                Poll::Ready(frame.map(|f| f.map_err(Into::into)))
+            }
+            Poll::Pending => match std::future::Future::poll(this.deadline.as_mut(), cx) {
+                // The component's body read fails with a read time-out.
+                Poll::Ready(()) => Poll::Ready(Some(Err(ErrorCode::ConnectionReadTimeout.into()))),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
+    }
 }

@@ -13,36 +13,47 @@ static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
 /// the others wait for it rather than compile the same code at once.
 static WARMING: tokio::sync::Mutex<bool> = tokio::sync::Mutex::const_new(false);
 
+/// The API key the platform accepts unless a test sets `api_keys` itself.
+pub const TEST_API_KEY: &str = "xtream-test-key-0123456789abcdef";
+
 /// The components, in the embedded host, serving on a free loopback port.
 pub struct Platform {
     /// `http://127.0.0.1:PORT`
     pub base: String,
-    /// A client for it.
+    /// A client for it that sends [`Platform::api_key`] with every request,
+    /// as an authorised client does.
     pub client: reqwest::Client,
+    /// A client that sends no key, for the tests of authorisation.
+    pub anonymous: reqwest::Client,
+    /// The (first) API key the platform accepts.
+    pub api_key: String,
     host: Option<RunningHost>,
 }
 
-/// Builds the components exactly as spin.toml's build commands do.
+/// Builds the components by running spin.toml's own build commands, as
+/// `spin build` would, so tests never run stale .wasm files.
 fn build_components() -> Result<(), String> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .current_dir(crate::workspace_root())
-        .args(["build", "--target", "wasm32-wasip2", "--release"])
-        .args([
-            "-p",
-            "xtream-health",
-            "-p",
-            "xtream-videos",
-            "-p",
-            "xtream-legacy",
-        ])
-        .status()
-        .map_err(|e| format!("cannot run cargo: {e}"))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!("building the components failed: {status}"))
+    let root = crate::workspace_root();
+    let manifest = std::fs::read_to_string(root.join("spin.toml"))
+        .map_err(|e| format!("cannot read spin.toml: {e}"))?;
+    let manifest: toml::Table =
+        toml::from_str(&manifest).map_err(|e| format!("spin.toml is not TOML: {e}"))?;
+    let components = manifest.get("component").and_then(toml::Value::as_table);
+    let commands = components
+        .into_iter()
+        .flat_map(|components| components.values())
+        .filter_map(|component| component.get("build")?.get("command")?.as_str());
+    for command in commands {
+        let status = Command::new("sh")
+            .current_dir(&root)
+            .args(["-c", command])
+            .status()
+            .map_err(|e| format!("cannot run `{command}`: {e}"))?;
+        if !status.success() {
+            return Err(format!("`{command}` failed: {status}"));
+        }
     }
+    Ok(())
 }
 
 impl Platform {
@@ -62,6 +73,7 @@ impl Platform {
             ("s3_bucket", garage.bucket.as_str()),
             ("s3_access_key", garage.access_key.as_str()),
             ("s3_secret_key", garage.secret_key.as_str()),
+            ("api_keys", TEST_API_KEY),
         ]
         .into_iter()
         .chain(variables.iter().copied())
@@ -78,6 +90,9 @@ impl Platform {
             listen: "127.0.0.1:0".parse().expect("literal address"),
             env,
             cache_dir: None,
+            // Short, so the slow-client tests need not wait long; data in
+            // the other tests never pauses this long.
+            body_idle_timeout: std::time::Duration::from_secs(5),
         };
         let host = {
             let mut warmed = WARMING.lock().await;
@@ -87,11 +102,28 @@ impl Platform {
             *warmed = true;
             host
         };
+        let api_key = variables
+            .iter()
+            .rev()
+            .find(|(name, _)| *name == "api_keys")
+            .map_or(TEST_API_KEY, |(_, keys)| keys)
+            .split(',')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_owned();
         Ok(Self {
             base: format!("http://{}", host.addr),
-            client: reqwest::Client::new(),
+            client: keyed_client(&api_key)?,
+            anonymous: reqwest::Client::new(),
+            api_key,
             host: Some(host),
         })
+    }
+
+    /// `Authorization: Bearer <api key>`, for requests built elsewhere.
+    pub fn authorization(&self) -> (&'static str, String) {
+        ("authorization", format!("Bearer {}", self.api_key))
     }
 
     /// The URL of `path` on the platform.
@@ -112,4 +144,16 @@ impl Platform {
             host.shutdown().await;
         }
     }
+}
+
+/// A client sending `Authorization: Bearer <key>` with every request.
+fn keyed_client(key: &str) -> anyhow::Result<reqwest::Client> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {key}"))
+        .context("the API key is not a valid header value")?;
+    value.set_sensitive(true);
+    headers.insert(reqwest::header::AUTHORIZATION, value);
+    Ok(reqwest::Client::builder()
+        .default_headers(headers)
+        .build()?)
 }

@@ -1,0 +1,31 @@
+// Shared by every scenario: where the platform is, how hard to push, and
+// the pass/fail thresholds (0 failed requests, bounded p95).
+import http from 'k6/http';
+
+export const BASE = __ENV.XTREAM_BASE || 'http://127.0.0.1:3000';
+export const API_KEY = __ENV.XTREAM_API_KEY || '';
+const VUS = parseInt(__ENV.VUS || '100', 10);
+const DURATION = __ENV.DURATION || '20s';
+
+export function options(p95Ms) {
+  return {
+    scenarios: {
+      steady: { executor: 'constant-vus', vus: VUS, duration: DURATION, gracefulStop: '10s' },
+    },
+    thresholds: {
+      http_req_failed: ['rate==0'],
+      http_req_duration: [`p(95)<${p95Ms}`],
+    },
+    summaryTrendStats: ['avg', 'med', 'p(95)', 'p(99)', 'max'],
+  };
+}
+
+export function authHeaders() {
+  return API_KEY ? { Authorization: `Bearer ${API_KEY}` } : {};
+}
+
+// Ids of the catalog's videos, optionally only those that are ready.
+export function videoIds(onlyReady) {
+  const page = http.get(`${BASE}/api/videos?limit=100`).json();
+  return page.videos.filter((v) => !onlyReady || v.status === 'ready').map((v) => v.id);
+}

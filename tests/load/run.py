@@ -1,0 +1,152 @@
+#!/usr/bin/env python3
+"""Runs k6 scenarios against a running platform and writes the load report.
+
+Called by `./x load`, which starts the platform (and the native baseline)
+first. For each scenario and VU level it runs k6, samples the resident
+memory of the host process while k6 runs, and reads k6's summary. The
+`health` and `listing` scenarios also run against the native baseline in
+the same run, and the report gives the ratio.
+
+    run.py --host-pid PID --base URL --baseline URL --vus 100,500,1000 \
+           --duration 20s --out REPORT.md SCENARIO...
+"""
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import tempfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+COMPARED = {"health", "listing"}
+
+
+def rss_bytes(pid):
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def run_k6(scenario, base, vus, duration, env, pid):
+    """One k6 run; returns its metrics and the host's peak RSS during it."""
+    summary = tempfile.NamedTemporaryFile(suffix=".json", delete=False).name
+    peak = [rss_bytes(pid) if pid else 0]
+    done = threading.Event()
+
+    def sample():
+        while not done.wait(0.2):
+            if pid:
+                peak[0] = max(peak[0], rss_bytes(pid))
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    started = time.time()
+    result = subprocess.run(
+        ["k6", "run", "--quiet", "--summary-export", summary, os.path.join(HERE, f"{scenario}.js")],
+        env=dict(os.environ, XTREAM_BASE=base, VUS=str(vus), DURATION=duration, **env),
+        capture_output=True,
+        text=True,
+    )
+    done.set()
+    sampler.join()
+    with open(summary) as f:
+        metrics = json.load(f)["metrics"]
+    os.unlink(summary)
+    duration_metric = metrics["http_req_duration"]
+    return {
+        "scenario": scenario,
+        "vus": vus,
+        "passed": result.returncode == 0,
+        "requests": int(metrics["http_reqs"]["count"]),
+        "rps": metrics["http_reqs"]["rate"],
+        "p50": duration_metric["med"],
+        "p95": duration_metric["p(95)"],
+        "p99": duration_metric["p(99)"],
+        "failed": metrics["http_req_failed"].get("value", metrics["http_req_failed"].get("rate", 0)),
+        "rss_mib": peak[0] / 2**20,
+        "seconds": time.time() - started,
+        "log": result.stdout[-2000:] + result.stderr[-2000:],
+    }
+
+
+def machine():
+    cpu = "unknown CPU"
+    with open("/proc/cpuinfo") as info:
+        for line in info:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"{os.cpu_count()} cores, {cpu}, {mem:.0f} GiB, {platform.system()} {platform.release()}"
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--host-pid", type=int, required=True)
+    parser.add_argument("--base", required=True)
+    parser.add_argument("--baseline", required=True)
+    parser.add_argument("--vus", default="100,500,1000")
+    parser.add_argument("--duration", default="20s")
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--clip", default="")
+    parser.add_argument("scenarios", nargs="+")
+    args = parser.parse_args()
+    env = {"XTREAM_CLIP": args.clip, "XTREAM_API_KEY": os.environ.get("XTREAM_API_KEY", "")}
+
+    rows, ratios, failures = [], [], []
+    for scenario in args.scenarios:
+        for vus in [int(v) for v in args.vus.split(",")]:
+            print(f"==> {scenario} with {vus} VUs for {args.duration}", flush=True)
+            ours = run_k6(scenario, args.base, vus, args.duration, env, args.host_pid)
+            rows.append(ours)
+            if not ours["passed"]:
+                failures.append(ours)
+            if scenario in COMPARED:
+                native = run_k6(scenario, args.baseline, vus, args.duration, env, None)
+                ratios.append((scenario, vus, ours, native))
+
+    lines = [
+        f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {machine()}.",
+        "Every server ran on this one machine, k6 included: the numbers are for comparing",
+        "with each other, not absolute capacity. Each row is one k6 run "
+        f"of {args.duration} at a constant number of virtual users.",
+        "",
+        "| scenario | VUs | requests | req/s | p50 ms | p95 ms | p99 ms | failed | host RSS MiB | thresholds |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['scenario']} | {r['vus']} | {r['requests']} | {r['rps']:.0f} | {r['p50']:.1f} | "
+            f"{r['p95']:.1f} | {r['p99']:.1f} | {r['failed']:.2%} | {r['rss_mib']:.0f} | "
+            f"{'pass' if r['passed'] else 'FAIL'} |"
+        )
+    if ratios:
+        lines += [
+            "",
+            "Against the native baseline (`benches/baseline`: the same JSON from plain hyper, the",
+            "same listing logic with a pooled client), measured in the same run:",
+            "",
+            "| scenario | VUs | host req/s | native req/s | ratio | host p95 ms | native p95 ms |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        for scenario, vus, ours, native in ratios:
+            lines.append(
+                f"| {scenario} | {vus} | {ours['rps']:.0f} | {native['rps']:.0f} | "
+                f"{ours['rps'] / native['rps']:.2f} | {ours['p95']:.1f} | {native['p95']:.1f} |"
+            )
+    report = "\n".join(lines) + "\n"
+    with open(args.out, "w") as out:
+        out.write(report)
+    print(report)
+    for r in failures:
+        print(f"thresholds failed for {r['scenario']} at {r['vus']} VUs:\n{r['log']}")
+    raise SystemExit(1 if failures else 0)
+
+
+if __name__ == "__main__":
+    main()
