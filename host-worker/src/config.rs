@@ -1,0 +1,378 @@
+//! Settings from the environment, checked at start so a typo fails loudly.
+//!
+//! | Variable | Default | |
+//! |---|---|---|
+//! | `XTREAM_KAFKA_BROKERS` | required | Bootstrap servers, `host:port[,host:port…]`. |
+//! | `XTREAM_KAFKA_GROUP` | `xtream-transcoders` | Consumer group of the workers. |
+//! | `XTREAM_UPLOADS_TOPIC` | `xtream.uploads` | `video.uploaded` events. |
+//! | `XTREAM_RESULTS_TOPIC` | `xtream.results` | `video.ready` / `video.failed` outcomes. |
+//! | `XTREAM_DEAD_LETTER_TOPIC` | `xtream.uploads.dlq` | Upload events given up on, with the reason. |
+//! | `XTREAM_S3_ENDPOINT` | required | S3 API base URL (path-style), e.g. `http://minio:9000`. |
+//! | `XTREAM_S3_BUCKET` | `xtream` | |
+//! | `XTREAM_S3_REGION` | `us-east-1` | |
+//! | `XTREAM_S3_ACCESS_KEY`, `XTREAM_S3_SECRET_KEY` | required | |
+//! | `XTREAM_CONCURRENCY` | `1` | Transcodes at once. ffmpeg uses every core, so one is right for most machines. |
+//! | `XTREAM_HTTP_LISTEN` | `0.0.0.0:9090` | `/metrics` and `/health`. |
+//! | `XTREAM_RECONCILE_AFTER` | `10m` | A record still `uploaded` after this long gets its event published again. Seconds or `30s`/`10m`/`1h`. |
+//! | `XTREAM_RECONCILE_EVERY` | half of the above, 1 s–5 min | How often the reconciler scans the catalog. |
+//! | `XTREAM_MAX_ATTEMPTS` | `3` | Tries of a job whose errors may be transient (storage, broker). |
+//! | `XTREAM_SHUTDOWN_GRACE` | `30s` | How long a running job may finish after SIGTERM before it is released for redelivery. |
+//! | `XTREAM_X264_PRESET` | `veryfast` | x264 speed/size trade-off (`ultrafast` … `veryslow`). |
+//! | `XTREAM_WORK_DIR` | the system temp dir | Where jobs keep their files while they run. |
+//! | `XTREAM_KAFKA_SESSION_TIMEOUT` | `45s` | How long the group waits for a worker that stopped heartbeating (crashed) before its partitions move. |
+//! | `XTREAM_UPLOAD_TTL` | `24h` | A resumable upload still open after this long (or past its own expiry) is aborted and its parts freed. |
+//! | `XTREAM_SWEEP_EVERY` | a quarter of the above, 1 s–10 min | How often the sweeper looks for abandoned uploads. |
+//! | `XTREAM_BRIDGE_LISTEN` | `0.0.0.0:8080` | Bridge mode: the Kafka Bridge REST API. |
+//! | `XTREAM_BRIDGE_DELIVERY_TIMEOUT` | `5s` | Bridge mode: how long a produce waits for the broker before answering 503. |
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+use xtream_core::config::StorageSettings;
+use xtream_core::events;
+
+/// A setting that is missing or malformed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{name} {problem}")]
+pub struct ConfigError {
+    /// The environment variable.
+    pub name: &'static str,
+    /// What is wrong with it.
+    pub problem: String,
+}
+
+/// Where Kafka is and which topics to use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KafkaSettings {
+    /// Bootstrap servers.
+    pub brokers: String,
+    /// Consumer group.
+    pub group: String,
+    /// Topic of `video.uploaded` events.
+    pub uploads_topic: String,
+    /// Topic of outcomes.
+    pub results_topic: String,
+    /// Topic of upload events given up on.
+    pub dead_letter_topic: String,
+}
+
+/// Everything `xtream-worker run` needs.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Kafka.
+    pub kafka: KafkaSettings,
+    /// The bucket.
+    pub storage: StorageSettings,
+    /// Jobs at once.
+    pub concurrency: usize,
+    /// `/metrics` and `/health`.
+    pub http_listen: SocketAddr,
+    /// Age after which an `uploaded` record is announced again.
+    pub reconcile_after: Duration,
+    /// Period of the reconciler.
+    pub reconcile_every: Duration,
+    /// Tries of a job with transient errors.
+    pub max_attempts: u32,
+    /// Time a running job gets to finish after SIGTERM.
+    pub shutdown_grace: Duration,
+    /// x264 preset.
+    pub x264_preset: String,
+    /// Parent of the jobs' temporary directories.
+    pub work_dir: PathBuf,
+    /// How long the group waits for a silent worker before giving its
+    /// partitions to another.
+    pub kafka_session_timeout: Duration,
+    /// Age after which an open resumable upload is aborted.
+    pub upload_ttl: Duration,
+    /// Period of the upload sweeper.
+    pub sweep_every: Duration,
+}
+
+/// Everything `xtream-worker bridge` needs.
+#[derive(Debug, Clone)]
+pub struct BridgeConfig {
+    /// Bootstrap servers.
+    pub brokers: String,
+    /// Where to serve the REST API.
+    pub listen: SocketAddr,
+    /// How long a produce may wait for the broker's acknowledgement.
+    pub delivery_timeout: Duration,
+}
+
+const X264_PRESETS: [&str; 10] = [
+    "ultrafast",
+    "superfast",
+    "veryfast",
+    "faster",
+    "fast",
+    "medium",
+    "slow",
+    "slower",
+    "veryslow",
+    "placebo",
+];
+
+/// Reads settings through `lookup` (the process environment in `main`, a
+/// map in tests).
+struct Env<F: Fn(&str) -> Option<String>>(F);
+
+impl<F: Fn(&str) -> Option<String>> Env<F> {
+    fn get(&self, name: &str) -> Option<String> {
+        (self.0)(name)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    }
+
+    fn or(&self, name: &str, default: &str) -> String {
+        self.get(name).unwrap_or_else(|| default.to_owned())
+    }
+
+    fn required(&self, name: &'static str) -> Result<String, ConfigError> {
+        self.get(name).ok_or_else(|| ConfigError {
+            name,
+            problem: "must be set".into(),
+        })
+    }
+
+    fn parsed<T: std::str::FromStr>(&self, name: &'static str, default: T) -> Result<T, ConfigError>
+    where
+        T::Err: std::fmt::Display,
+    {
+        match self.get(name) {
+            None => Ok(default),
+            Some(text) => text.parse().map_err(|e| ConfigError {
+                name,
+                problem: format!("is not valid ({e}): {text:?}"),
+            }),
+        }
+    }
+
+    fn duration(&self, name: &'static str, default: Duration) -> Result<Duration, ConfigError> {
+        match self.get(name) {
+            None => Ok(default),
+            Some(text) => parse_duration(&text).ok_or_else(|| ConfigError {
+                name,
+                problem: format!("must be seconds or a duration like 30s, 10m or 1h, not {text:?}"),
+            }),
+        }
+    }
+
+    fn kafka(&self) -> Result<KafkaSettings, ConfigError> {
+        Ok(KafkaSettings {
+            brokers: self.required("XTREAM_KAFKA_BROKERS")?,
+            group: self.or("XTREAM_KAFKA_GROUP", "xtream-transcoders"),
+            uploads_topic: self.or("XTREAM_UPLOADS_TOPIC", events::UPLOADS_TOPIC),
+            results_topic: self.or("XTREAM_RESULTS_TOPIC", events::RESULTS_TOPIC),
+            dead_letter_topic: self.or("XTREAM_DEAD_LETTER_TOPIC", events::DEAD_LETTER_TOPIC),
+        })
+    }
+}
+
+/// Seconds (`600`) or a humantime duration (`10m`, `1h 30m`, `500ms`).
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    if let Ok(seconds) = text.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    humantime::parse_duration(text).ok()
+}
+
+impl WorkerConfig {
+    /// Reads the worker's settings from the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the worker's settings through `lookup`.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let env = Env(lookup);
+        let storage = StorageSettings::new(
+            &env.required("XTREAM_S3_ENDPOINT")?,
+            &env.or("XTREAM_S3_BUCKET", "xtream"),
+            &env.or("XTREAM_S3_REGION", "us-east-1"),
+            &env.required("XTREAM_S3_ACCESS_KEY")?,
+            &env.required("XTREAM_S3_SECRET_KEY")?,
+        )
+        .map_err(|e| ConfigError {
+            name: match e.name {
+                "s3_endpoint" => "XTREAM_S3_ENDPOINT",
+                "s3_bucket" => "XTREAM_S3_BUCKET",
+                "s3_region" => "XTREAM_S3_REGION",
+                "s3_access_key" => "XTREAM_S3_ACCESS_KEY",
+                _ => "XTREAM_S3_SECRET_KEY",
+            },
+            problem: e.problem,
+        })?;
+        let concurrency: usize = env.parsed("XTREAM_CONCURRENCY", 1)?;
+        if concurrency == 0 {
+            return Err(ConfigError {
+                name: "XTREAM_CONCURRENCY",
+                problem: "must be at least 1".into(),
+            });
+        }
+        let max_attempts: u32 = env.parsed("XTREAM_MAX_ATTEMPTS", 3)?;
+        if max_attempts == 0 {
+            return Err(ConfigError {
+                name: "XTREAM_MAX_ATTEMPTS",
+                problem: "must be at least 1".into(),
+            });
+        }
+        let reconcile_after = env.duration("XTREAM_RECONCILE_AFTER", Duration::from_secs(600))?;
+        // Scanning twice per threshold bounds how late a stranded upload is
+        // noticed to 1.5× the threshold, without scanning needlessly often.
+        let default_every =
+            (reconcile_after / 2).clamp(Duration::from_secs(1), Duration::from_secs(300));
+        let upload_ttl = env.duration("XTREAM_UPLOAD_TTL", Duration::from_secs(24 * 60 * 60))?;
+        // Sweeping four times per TTL frees abandoned parts within 1.25× the
+        // TTL; an idle sweep costs one LIST.
+        let default_sweep =
+            (upload_ttl / 4).clamp(Duration::from_secs(1), Duration::from_secs(600));
+        let x264_preset = env.or("XTREAM_X264_PRESET", "veryfast");
+        if !X264_PRESETS.contains(&x264_preset.as_str()) {
+            return Err(ConfigError {
+                name: "XTREAM_X264_PRESET",
+                problem: format!(
+                    "must be one of {}, not {x264_preset:?}",
+                    X264_PRESETS.join(", ")
+                ),
+            });
+        }
+        Ok(Self {
+            kafka: env.kafka()?,
+            storage,
+            concurrency,
+            http_listen: env
+                .parsed("XTREAM_HTTP_LISTEN", SocketAddr::from(([0, 0, 0, 0], 9090)))?,
+            reconcile_after,
+            reconcile_every: env.duration("XTREAM_RECONCILE_EVERY", default_every)?,
+            max_attempts,
+            shutdown_grace: env.duration("XTREAM_SHUTDOWN_GRACE", Duration::from_secs(30))?,
+            x264_preset,
+            work_dir: env
+                .get("XTREAM_WORK_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(std::env::temp_dir),
+            kafka_session_timeout: env
+                .duration("XTREAM_KAFKA_SESSION_TIMEOUT", Duration::from_secs(45))?,
+            upload_ttl,
+            sweep_every: env.duration("XTREAM_SWEEP_EVERY", default_sweep)?,
+        })
+    }
+}
+
+impl BridgeConfig {
+    /// Reads the bridge's settings from the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the bridge's settings through `lookup`.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let env = Env(lookup);
+        Ok(Self {
+            brokers: env.required("XTREAM_KAFKA_BROKERS")?,
+            listen: env.parsed(
+                "XTREAM_BRIDGE_LISTEN",
+                SocketAddr::from(([0, 0, 0, 0], 8080)),
+            )?,
+            delivery_timeout: env
+                .duration("XTREAM_BRIDGE_DELIVERY_TIMEOUT", Duration::from_secs(5))?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |name| map.get(name).cloned()
+    }
+
+    const MINIMAL: [(&str, &str); 4] = [
+        ("XTREAM_KAFKA_BROKERS", "127.0.0.1:9092"),
+        ("XTREAM_S3_ENDPOINT", "http://127.0.0.1:3900/"),
+        ("XTREAM_S3_ACCESS_KEY", "GK1"),
+        ("XTREAM_S3_SECRET_KEY", "secret"),
+    ];
+
+    #[test]
+    fn defaults_follow_the_documentation() {
+        let config = WorkerConfig::from_lookup(lookup(&MINIMAL)).unwrap();
+        assert_eq!(config.kafka.group, "xtream-transcoders");
+        assert_eq!(config.kafka.uploads_topic, events::UPLOADS_TOPIC);
+        assert_eq!(config.kafka.results_topic, events::RESULTS_TOPIC);
+        assert_eq!(config.kafka.dead_letter_topic, events::DEAD_LETTER_TOPIC);
+        assert_eq!(config.storage.endpoint, "http://127.0.0.1:3900");
+        assert_eq!(config.storage.bucket, "xtream");
+        assert_eq!(config.storage.region, "us-east-1");
+        assert_eq!(config.concurrency, 1);
+        assert_eq!(config.http_listen.to_string(), "0.0.0.0:9090");
+        assert_eq!(config.reconcile_after, Duration::from_secs(600));
+        assert_eq!(config.reconcile_every, Duration::from_secs(300));
+        assert_eq!(config.max_attempts, 3);
+        assert_eq!(config.x264_preset, "veryfast");
+        assert_eq!(config.upload_ttl, Duration::from_secs(24 * 3600));
+        assert_eq!(config.sweep_every, Duration::from_secs(600));
+    }
+
+    #[test]
+    fn durations_take_seconds_or_units() {
+        assert_eq!(parse_duration("600"), Some(Duration::from_secs(600)));
+        assert_eq!(parse_duration("10m"), Some(Duration::from_secs(600)));
+        assert_eq!(parse_duration("1h 30m"), Some(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("soon"), None);
+        assert_eq!(parse_duration("-5"), None);
+        let mut pairs = MINIMAL.to_vec();
+        pairs.push(("XTREAM_RECONCILE_AFTER", "2s"));
+        let config = WorkerConfig::from_lookup(lookup(&pairs)).unwrap();
+        assert_eq!(config.reconcile_every, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn refuses_bad_values_by_name() {
+        let refused = |extra: (&'static str, &'static str)| {
+            let mut pairs = MINIMAL.to_vec();
+            pairs.push(extra);
+            WorkerConfig::from_lookup(lookup(&pairs)).unwrap_err().name
+        };
+        assert_eq!(refused(("XTREAM_CONCURRENCY", "0")), "XTREAM_CONCURRENCY");
+        assert_eq!(refused(("XTREAM_CONCURRENCY", "two")), "XTREAM_CONCURRENCY");
+        assert_eq!(refused(("XTREAM_MAX_ATTEMPTS", "0")), "XTREAM_MAX_ATTEMPTS");
+        assert_eq!(
+            refused(("XTREAM_RECONCILE_AFTER", "soon")),
+            "XTREAM_RECONCILE_AFTER"
+        );
+        assert_eq!(
+            refused(("XTREAM_X264_PRESET", "warp")),
+            "XTREAM_X264_PRESET"
+        );
+        assert_eq!(
+            refused(("XTREAM_S3_ENDPOINT", "minio:9000")),
+            "XTREAM_S3_ENDPOINT"
+        );
+        assert_eq!(
+            refused(("XTREAM_HTTP_LISTEN", "localhost")),
+            "XTREAM_HTTP_LISTEN"
+        );
+        assert_eq!(
+            WorkerConfig::from_lookup(lookup(&MINIMAL[1..]))
+                .unwrap_err()
+                .name,
+            "XTREAM_KAFKA_BROKERS"
+        );
+    }
+
+    #[test]
+    fn bridge_needs_only_the_brokers() {
+        let config = BridgeConfig::from_lookup(lookup(&MINIMAL[..1])).unwrap();
+        assert_eq!(config.listen.to_string(), "0.0.0.0:8080");
+        assert_eq!(config.delivery_timeout, Duration::from_secs(5));
+    }
+}

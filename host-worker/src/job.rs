@@ -1,0 +1,557 @@
+//! One transcoding job: from a `video.uploaded` event to a `ready` (or
+//! `failed`) record, renditions in the bucket and an outcome on Kafka.
+//!
+//! A job is safe to run again for the same video at any point: outputs go
+//! to fixed keys (a re-run overwrites them, and stale keys from an earlier
+//! run are deleted), and a video already `ready` or `failed` is skipped.
+//! That is what lets the consumer commit only after a job and still survive
+//! crashes and redeliveries.
+
+use crate::kafka::{self, PublishError};
+use crate::media::{self, MediaError, MediaInfo};
+use crate::metrics::Metrics;
+use crate::storage::{Storage, StorageError};
+use futures::{StreamExt, TryStreamExt};
+use jiff::Timestamp;
+use rdkafka::producer::FutureProducer;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+use xtream_core::events::{VideoOutcome, VideoUploaded};
+use xtream_core::ladder::RenditionLadder;
+use xtream_core::record::IllegalTransition;
+use xtream_core::{VideoId, VideoRecord, VideoStatus, keys};
+
+/// Uploads of one job in flight at once: enough to hide request latency,
+/// few enough not to starve other traffic.
+const PARALLEL_UPLOADS: usize = 4;
+/// Longest wait between two attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// Header of dead-letter records that says why the event was given up on.
+pub const REASON_HEADER: &str = "xtream-failure-reason";
+
+/// Topics a job publishes to.
+#[derive(Debug, Clone)]
+pub struct Topics {
+    /// `video.ready` / `video.failed`.
+    pub results: String,
+    /// Upload events given up on.
+    pub dead_letter: String,
+}
+
+/// How a job ended, and so whether its offset may be committed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobEnd {
+    /// The video is ready and announced.
+    Ready,
+    /// The video is failed, announced and dead-lettered.
+    Failed,
+    /// The video was already done (a redelivery); nothing to do.
+    Skipped,
+    /// Stopped at shutdown; the event must be redelivered.
+    Released,
+    /// The job gave up but could not tell Kafka so; the event must be
+    /// redelivered to try again.
+    Unannounced,
+}
+
+impl JobEnd {
+    /// Whether the event is fully handled, so its offset may be committed.
+    pub fn is_done(self) -> bool {
+        matches!(self, Self::Ready | Self::Failed | Self::Skipped)
+    }
+}
+
+/// Why an attempt failed.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// The bucket failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// ffprobe/ffmpeg failed or the file is no video.
+    #[error(transparent)]
+    Media(#[from] MediaError),
+    /// Kafka did not take an outcome.
+    #[error("cannot publish the outcome: {0}")]
+    Publish(#[from] PublishError),
+    /// The event names a video without a record.
+    #[error("video {0} has no record")]
+    MissingRecord(VideoId),
+    /// The record is in a state the job cannot move on from.
+    #[error(transparent)]
+    Lifecycle(#[from] IllegalTransition),
+    /// The job's scratch directory failed.
+    #[error("scratch directory: {0}")]
+    Scratch(std::io::Error),
+}
+
+impl JobError {
+    /// Whether trying again may help: outages of the bucket, the broker or
+    /// the local disk may pass; a file that is not a video stays one.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Storage(err) => matches!(
+                err,
+                StorageError::Unavailable { .. } | StorageError::Local { .. }
+            ),
+            Self::Media(err) => matches!(err, MediaError::Tool { .. }),
+            Self::Publish(_) | Self::Scratch(_) => true,
+            Self::MissingRecord(_) | Self::Lifecycle(_) => false,
+        }
+    }
+
+    /// The reason a person reads on the failed record.
+    pub fn reason(&self) -> String {
+        match self {
+            Self::Storage(StorageError::NotFound(key)) if key.ends_with("/original") => {
+                "the uploaded file is missing from storage".into()
+            }
+            other => other.to_string(),
+        }
+    }
+}
+
+/// Wait before attempt `attempt + 1`: 1 s, 2 s, 4 s … up to 30 s.
+pub fn backoff(attempt: u32) -> Duration {
+    Duration::from_secs(1u64 << attempt.saturating_sub(1).min(5)).min(MAX_BACKOFF)
+}
+
+/// ffmpeg's time limit for a source of `duration_seconds`: generous (slow
+/// presets on small machines run at a fraction of real time), but finite
+/// so a wedged ffmpeg cannot hold a worker forever.
+pub fn transcode_timeout(duration_seconds: f64) -> Duration {
+    let seconds = if duration_seconds.is_finite() {
+        duration_seconds.clamp(0.0, 86_400.0)
+    } else {
+        0.0
+    };
+    Duration::from_secs(1800) + Duration::from_secs_f64(seconds * 20.0)
+}
+
+/// The MIME type of an output file, by extension.
+pub fn content_type_of(path: &Path) -> &'static str {
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("m3u8") => "application/vnd.apple.mpegurl",
+        Some("ts") => "video/mp2t",
+        Some("m4s" | "mp4") => "video/mp4",
+        Some("jpg") => "image/jpeg",
+        _ => "application/octet-stream",
+    }
+}
+
+/// Runs jobs: everything a job needs, shared by all of them.
+pub struct Transcoder {
+    /// The bucket.
+    pub storage: Storage,
+    /// Publishes outcomes and dead letters.
+    pub producer: FutureProducer,
+    /// Where to publish.
+    pub topics: Topics,
+    /// Counters.
+    pub metrics: Arc<Metrics>,
+    /// x264 preset.
+    pub x264_preset: String,
+    /// Tries per job.
+    pub max_attempts: u32,
+    /// Parent of the scratch directories.
+    pub work_dir: PathBuf,
+}
+
+impl Transcoder {
+    /// Handles one event, retrying transient errors, until the video is
+    /// ready or failed, or `stop` turns true (then the job is released).
+    pub async fn process(&self, event: &VideoUploaded, mut stop: watch::Receiver<bool>) -> JobEnd {
+        let started = Instant::now();
+        self.metrics.jobs_started.inc();
+        self.metrics.jobs_running.inc();
+        let end = self.process_until_stopped(event, &mut stop).await;
+        self.metrics.jobs_running.dec();
+        match end {
+            JobEnd::Ready => self.metrics.jobs_succeeded.inc(),
+            JobEnd::Failed => self.metrics.jobs_failed.inc(),
+            JobEnd::Skipped => self.metrics.jobs_skipped.inc(),
+            JobEnd::Released | JobEnd::Unannounced => self.metrics.jobs_released.inc(),
+        }
+        if matches!(end, JobEnd::Ready | JobEnd::Failed) {
+            self.metrics
+                .job_duration
+                .observe(started.elapsed().as_secs_f64());
+        }
+        tracing::info!(video = %event.video_id, ?end, elapsed = ?started.elapsed(), "job ended");
+        end
+    }
+
+    async fn process_until_stopped(
+        &self,
+        event: &VideoUploaded,
+        stop: &mut watch::Receiver<bool>,
+    ) -> JobEnd {
+        let id = event.video_id;
+        let mut attempt = 1;
+        let error = loop {
+            let result = tokio::select! {
+                result = self.attempt(id) => result,
+                _ = crate::reconcile::stopped(stop) => return self.release(id).await,
+            };
+            match result {
+                Ok(end) => return end,
+                Err(err) if err.is_transient() && attempt < self.max_attempts => {
+                    let wait = backoff(attempt);
+                    tracing::warn!(video = %id, attempt, error = %err, ?wait, "attempt failed; retrying");
+                    self.metrics.job_retries.inc();
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = crate::reconcile::stopped(stop) => return self.release(id).await,
+                    }
+                    attempt += 1;
+                }
+                Err(err) => break err,
+            }
+        };
+        tracing::warn!(video = %id, attempts = attempt, error = %error, "giving up");
+        self.give_up(event, &error, attempt).await
+    }
+
+    /// One try, start to finish.
+    async fn attempt(&self, id: VideoId) -> Result<JobEnd, JobError> {
+        let mut record = self
+            .storage
+            .read_record(id)
+            .await?
+            .ok_or(JobError::MissingRecord(id))?;
+        match record.status {
+            VideoStatus::Ready => {
+                // A redelivery after a crash between the record and the
+                // outcome: announce again (consumers see at least once).
+                self.announce(&ready_outcome(&record)).await?;
+                return Ok(JobEnd::Skipped);
+            }
+            // Failed jobs announce before they write the record, so a
+            // failed record has been announced already.
+            VideoStatus::Failed => return Ok(JobEnd::Skipped),
+            VideoStatus::Uploaded | VideoStatus::Queued | VideoStatus::Transcoding => {}
+        }
+        record.move_to(VideoStatus::Queued, Timestamp::now())?;
+        self.storage.write_record(&record).await?;
+
+        let scratch = tempfile::Builder::new()
+            .prefix(&format!("xtream-job-{id}-"))
+            .tempdir_in(&self.work_dir)
+            .map_err(JobError::Scratch)?;
+        // The original's key comes from the id, never from the event, so an
+        // event cannot point a job at another video's files.
+        let original = scratch.path().join("original");
+        let clock = Instant::now();
+        self.storage
+            .download(&keys::original(id), &original)
+            .await?;
+        let downloaded = clock.elapsed();
+        let media = media::probe(&original).await?;
+        let ladder = RenditionLadder::for_source(media.width, media.height).ok_or_else(|| {
+            MediaError::NotAVideo(format!(
+                "{}×{} is too small to be a video",
+                media.width, media.height
+            ))
+        })?;
+
+        record.move_to(VideoStatus::Transcoding, Timestamp::now())?;
+        self.storage.write_record(&record).await?;
+        let hls = scratch.path().join("hls");
+        for rung in &ladder.rungs {
+            tokio::fs::create_dir_all(hls.join(&rung.name))
+                .await
+                .map_err(JobError::Scratch)?;
+        }
+        let timeout = transcode_timeout(media.duration_seconds);
+        let poster = scratch.path().join("thumbnail.jpg");
+        // The poster (one seek, one frame) alongside the ladder, so its
+        // start-up cost hides behind the long encode.
+        let encode_started = clock.elapsed();
+        let thumbnail_args = media::thumbnail_args(&original, &poster, &media);
+        let ladder_args = media::ladder_args(&original, &hls, &ladder, &media, &self.x264_preset);
+        tokio::try_join!(
+            media::run_ffmpeg(&thumbnail_args, timeout),
+            media::run_ffmpeg(&ladder_args, timeout),
+        )?;
+
+        let encoded = clock.elapsed();
+        let poster_key = keys::thumbnail(id);
+        let store_poster = async {
+            let stored = self.storage.upload_file(&poster, &poster_key, "image/jpeg");
+            stored.await.map_err(JobError::from)
+        };
+        tokio::try_join!(self.store_renditions(id, &hls, &ladder), store_poster)?;
+
+        record_media(&mut record, &media, &ladder);
+        record.move_to(VideoStatus::Ready, Timestamp::now())?;
+        self.storage.write_record(&record).await?;
+        self.announce(&ready_outcome(&record)).await?;
+        // Where the time went, to compare with a bare ffmpeg run.
+        tracing::info!(
+            video = %id,
+            download = ?downloaded,
+            probe_and_queue = ?(encode_started - downloaded),
+            ffmpeg = ?(encoded - encode_started),
+            store_and_announce = ?(clock.elapsed() - encoded),
+            "job timings"
+        );
+        Ok(JobEnd::Ready)
+    }
+
+    /// Uploads the HLS tree (variant playlists and segments first, the
+    /// master playlist last, so a visible master always points at complete
+    /// renditions), then deletes keys under `hls/` that this run did not
+    /// write, left by an earlier run with different settings.
+    async fn store_renditions(
+        &self,
+        id: VideoId,
+        hls: &Path,
+        ladder: &RenditionLadder,
+    ) -> Result<(), JobError> {
+        let prefix = keys::hls_prefix(id);
+        let mut files = Vec::new();
+        for rung in &ladder.rungs {
+            let mut entries = tokio::fs::read_dir(hls.join(&rung.name))
+                .await
+                .map_err(JobError::Scratch)?;
+            while let Some(entry) = entries.next_entry().await.map_err(JobError::Scratch)? {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                files.push((entry.path(), format!("{prefix}{}/{name}", rung.name)));
+            }
+        }
+        // Segments before their playlist.
+        files.sort_by_key(|(path, _)| content_type_of(path) == "application/vnd.apple.mpegurl");
+        let written: BTreeSet<String> = files.iter().map(|(_, key)| key.clone()).collect();
+        futures::stream::iter(files.into_iter().map(|(path, key)| async move {
+            self.storage
+                .upload_file(&path, &key, content_type_of(&path))
+                .await
+        }))
+        .buffer_unordered(PARALLEL_UPLOADS)
+        .try_collect::<Vec<()>>()
+        .await?;
+        let master = keys::hls_master(id);
+        self.storage
+            .upload_file(
+                &hls.join("master.m3u8"),
+                &master,
+                "application/vnd.apple.mpegurl",
+            )
+            .await?;
+        for stale in self.storage.list(&prefix).await? {
+            if stale != master && !written.contains(&stale) {
+                self.storage.delete(&stale).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn announce(&self, outcome: &VideoOutcome) -> Result<(), PublishError> {
+        kafka::publish_event(
+            &self.producer,
+            &self.topics.results,
+            outcome.video_id(),
+            outcome,
+            &[],
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Dead-letters the event and announces the failure, then marks the
+    /// record failed. Announcing first means a crash in between leads to
+    /// a redelivery that fails and announces again, never to a failed
+    /// record nobody heard of.
+    async fn give_up(&self, event: &VideoUploaded, error: &JobError, attempts: u32) -> JobEnd {
+        let id = event.video_id;
+        let reason = error.reason();
+        // The dead letter is the original event, untouched, so it can be
+        // replayed to the uploads topic as is; why it failed is in headers.
+        let headers = [
+            (REASON_HEADER.to_owned(), reason.clone().into_bytes()),
+            (
+                "xtream-attempts".to_owned(),
+                attempts.to_string().into_bytes(),
+            ),
+            (
+                "xtream-failed-at".to_owned(),
+                Timestamp::now().to_string().into_bytes(),
+            ),
+        ];
+        let failed = VideoOutcome::Failed {
+            video_id: id,
+            reason: reason.clone(),
+        };
+        let published = async {
+            kafka::publish_event(
+                &self.producer,
+                &self.topics.dead_letter,
+                id,
+                event,
+                &headers,
+            )
+            .await?;
+            kafka::publish_event(&self.producer, &self.topics.results, id, &failed, &[]).await
+        };
+        if let Err(err) = published.await {
+            tracing::error!(video = %id, error = %err, "cannot dead-letter the event; leaving it for redelivery");
+            return JobEnd::Unannounced;
+        }
+        match self.mark_failed(id, &reason).await {
+            Ok(()) => {}
+            // Dead-lettered and announced: the event is handled even though
+            // the record could not say so; replaying the dead letter fixes it.
+            Err(err) => tracing::error!(video = %id, error = %err, "cannot mark the record failed"),
+        }
+        JobEnd::Failed
+    }
+
+    async fn mark_failed(&self, id: VideoId, reason: &str) -> Result<(), JobError> {
+        let Some(mut record) = self.storage.read_record(id).await? else {
+            return Ok(());
+        };
+        if record.status == VideoStatus::Failed {
+            return Ok(());
+        }
+        record.fail(reason, Timestamp::now())?;
+        self.storage.write_record(&record).await?;
+        Ok(())
+    }
+
+    /// Puts a stopped job's video back to `queued` (best effort, bounded):
+    /// its event is not committed and another worker will take it.
+    async fn release(&self, id: VideoId) -> JobEnd {
+        let requeue = async {
+            if let Some(mut record) = self.storage.read_record(id).await?
+                && record.status == VideoStatus::Transcoding
+            {
+                record.move_to(VideoStatus::Queued, Timestamp::now())?;
+                self.storage.write_record(&record).await?;
+            }
+            Ok::<_, JobError>(())
+        };
+        match tokio::time::timeout(Duration::from_secs(5), requeue).await {
+            Ok(Ok(())) => tracing::info!(video = %id, "job released for redelivery"),
+            Ok(Err(err)) => {
+                tracing::warn!(video = %id, error = %err, "job released; record not requeued")
+            }
+            Err(_) => tracing::warn!(video = %id, "job released; requeueing the record timed out"),
+        }
+        JobEnd::Released
+    }
+}
+
+/// Copies what the probe and the ladder tell into the record.
+pub fn record_media(record: &mut VideoRecord, media: &MediaInfo, ladder: &RenditionLadder) {
+    record.duration_seconds = Some(media.duration_seconds);
+    record.width = Some(media.width);
+    record.height = Some(media.height);
+    record.video_codec = Some(media.video_codec.clone());
+    record.audio_codec = media.audio_codec.clone();
+    record.renditions = ladder.renditions(media.audio_codec.is_some());
+    record.hls_master = Some(keys::hls_master(record.id));
+    record.thumbnail = Some(keys::thumbnail(record.id));
+}
+
+/// The `video.ready` outcome of a ready record.
+pub fn ready_outcome(record: &VideoRecord) -> VideoOutcome {
+    VideoOutcome::Ready {
+        video_id: record.id,
+        duration_seconds: record.duration_seconds.unwrap_or(0.0),
+        renditions: record.renditions.iter().map(|r| r.name.clone()).collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_a_cap() {
+        let waits: Vec<u64> = (1..=8).map(|a| backoff(a).as_secs()).collect();
+        assert_eq!(waits, [1, 2, 4, 8, 16, 30, 30, 30]);
+    }
+
+    #[test]
+    fn only_outages_are_retried() {
+        let outage = JobError::Storage(StorageError::Unavailable {
+            key: "k".into(),
+            detail: "connection refused".into(),
+        });
+        assert!(outage.is_transient());
+        assert!(JobError::Publish(PublishError::Unavailable("down".into())).is_transient());
+        assert!(!JobError::Media(MediaError::NotAVideo("no video stream".into())).is_transient());
+        assert!(!JobError::Media(MediaError::TranscodeFailed("bad frame".into())).is_transient());
+        assert!(
+            !JobError::Storage(StorageError::NotFound("videos/x/original".into())).is_transient()
+        );
+        assert!(!JobError::MissingRecord(VideoId::random()).is_transient());
+    }
+
+    #[test]
+    fn reasons_read_well() {
+        let missing = JobError::Storage(StorageError::NotFound("videos/x/original".into()));
+        assert_eq!(
+            missing.reason(),
+            "the uploaded file is missing from storage"
+        );
+        let junk = JobError::Media(MediaError::NotAVideo(
+            "Invalid data found when processing input".into(),
+        ));
+        assert_eq!(
+            junk.reason(),
+            "not a playable video: Invalid data found when processing input"
+        );
+    }
+
+    #[test]
+    fn outputs_get_their_mime_types() {
+        assert_eq!(
+            content_type_of(Path::new("a/index.m3u8")),
+            "application/vnd.apple.mpegurl"
+        );
+        assert_eq!(content_type_of(Path::new("a/segment_000.ts")), "video/mp2t");
+        assert_eq!(content_type_of(Path::new("thumbnail.jpg")), "image/jpeg");
+    }
+
+    #[test]
+    fn records_keep_the_probe_and_the_ladder() {
+        let mut record = VideoRecord::uploaded(
+            VideoId::random(),
+            "t".into(),
+            "f.mp4".into(),
+            1,
+            "video/mp4".into(),
+            Timestamp::now(),
+        );
+        let media = MediaInfo {
+            duration_seconds: 5.0,
+            width: 1280,
+            height: 720,
+            video_codec: "h264".into(),
+            audio_codec: Some("aac".into()),
+            frame_rate: Some(25.0),
+        };
+        let ladder = RenditionLadder::for_source(1280, 720).unwrap();
+        record_media(&mut record, &media, &ladder);
+        assert_eq!(record.renditions.len(), 2);
+        assert_eq!(record.hls_master, Some(keys::hls_master(record.id)));
+        assert_eq!(
+            ready_outcome(&record),
+            VideoOutcome::Ready {
+                video_id: record.id,
+                duration_seconds: 5.0,
+                renditions: vec!["360p".into(), "720p".into()],
+            }
+        );
+    }
+
+    #[test]
+    fn timeouts_grow_with_the_video() {
+        assert_eq!(transcode_timeout(0.0), Duration::from_secs(1800));
+        assert_eq!(transcode_timeout(60.0), Duration::from_secs(3000));
+        assert!(transcode_timeout(f64::NAN) >= Duration::from_secs(1800));
+    }
+}

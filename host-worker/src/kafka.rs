@@ -1,0 +1,188 @@
+//! Kafka through rdkafka: the producer every mode shares, and the key
+//! encoding all producers of Xtream agree on.
+//!
+//! Keys are JSON: the Strimzi Kafka Bridge's JSON format (which the Spin
+//! components publish through) stores a record's key as the JSON text of
+//! the key value, so a video id `abc` is the 5 bytes `"abc"`, quotes
+//! included. Our own producers (reconciler, outcomes, dead letters) write
+//! the same bytes so that every event of a video hashes to the same
+//! partition and stays in order.
+
+use rdkafka::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::util::Timeout;
+use std::time::Duration;
+use xtream_core::VideoId;
+
+/// Where a record landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Delivered {
+    /// Partition.
+    pub partition: i32,
+    /// Offset in the partition.
+    pub offset: i64,
+}
+
+/// Why a record was not delivered.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PublishError {
+    /// The broker does not have the topic (or partition).
+    #[error("unknown topic or partition: {0}")]
+    UnknownTopic(String),
+    /// The broker did not acknowledge in time, or could not be reached.
+    #[error("the broker did not take the record: {0}")]
+    Unavailable(String),
+    /// The broker refused the record (too large, invalid).
+    #[error("the broker refused the record: {0}")]
+    Refused(String),
+}
+
+impl From<KafkaError> for PublishError {
+    fn from(err: KafkaError) -> Self {
+        use RDKafkaErrorCode as Code;
+        match err.rdkafka_error_code() {
+            Some(Code::UnknownTopicOrPartition | Code::UnknownTopic | Code::UnknownPartition) => {
+                Self::UnknownTopic(err.to_string())
+            }
+            Some(
+                Code::MessageSizeTooLarge
+                | Code::InvalidMessage
+                | Code::InvalidMessageSize
+                | Code::InvalidRecord
+                | Code::InvalidTopic
+                | Code::TopicAuthorizationFailed
+                | Code::InvalidPartitions,
+            ) => Self::Refused(err.to_string()),
+            _ => Self::Unavailable(err.to_string()),
+        }
+    }
+}
+
+/// The record key of a video's events (see the module doc).
+pub fn video_key(id: VideoId) -> Vec<u8> {
+    serde_json::to_vec(&id.to_string()).expect("a string always serialises")
+}
+
+/// Settings every client shares.
+pub fn base_config(brokers: &str) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", brokers)
+        .set("client.id", "xtream-worker")
+        // Logs go through tracing; "broker down" is an expected state that
+        // the callers report themselves.
+        .set("log_level", "4");
+    config
+}
+
+/// A producer that only reports success once every in-sync replica has the
+/// record, and never duplicates or reorders on its internal retries.
+pub fn producer(brokers: &str, delivery_timeout: Duration) -> Result<FutureProducer, KafkaError> {
+    let timeout_ms = delivery_timeout.as_millis().max(1).to_string();
+    base_config(brokers)
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        // Bounded: a caller waiting on a broker that is down hears so in
+        // seconds rather than librdkafka's default five minutes.
+        .set("message.timeout.ms", &timeout_ms)
+        .set("socket.connection.setup.timeout.ms", &timeout_ms)
+        .set("linger.ms", "5")
+        .create()
+}
+
+/// Sends one record and waits for the broker's acknowledgement.
+pub async fn publish(
+    producer: &FutureProducer,
+    topic: &str,
+    key: Option<&[u8]>,
+    value: Option<&[u8]>,
+    partition: Option<i32>,
+    headers: &[(String, Vec<u8>)],
+) -> Result<Delivered, PublishError> {
+    let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic);
+    if let Some(key) = key {
+        record = record.key(key);
+    }
+    if let Some(value) = value {
+        record = record.payload(value);
+    }
+    if let Some(partition) = partition {
+        record = record.partition(partition);
+    }
+    if !headers.is_empty() {
+        let owned = headers
+            .iter()
+            .fold(OwnedHeaders::new(), |all, (name, value)| {
+                all.insert(Header {
+                    key: name,
+                    value: Some(value),
+                })
+            });
+        record = record.headers(owned);
+    }
+    // `Timeout::Never` only for queueing: message.timeout.ms bounds delivery.
+    match producer.send(record, Timeout::Never).await {
+        Ok(delivery) => Ok(Delivered {
+            partition: delivery.partition,
+            offset: delivery.offset,
+        }),
+        Err((err, _)) => Err(err.into()),
+    }
+}
+
+/// Sends one JSON event about video `id`.
+pub async fn publish_event(
+    producer: &FutureProducer,
+    topic: &str,
+    id: VideoId,
+    event: &impl serde::Serialize,
+    headers: &[(String, Vec<u8>)],
+) -> Result<Delivered, PublishError> {
+    let value = serde_json::to_vec(event).expect("events always serialise");
+    publish(
+        producer,
+        topic,
+        Some(&video_key(id)),
+        Some(&value),
+        None,
+        headers,
+    )
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_json_strings_like_the_bridge_writes() {
+        let id: VideoId = "6f9619ff-8b86-4011-b42d-00c04fc964ff".parse().unwrap();
+        assert_eq!(video_key(id), b"\"6f9619ff-8b86-4011-b42d-00c04fc964ff\"");
+        // What the Spin components send through the bridge decodes to the
+        // same bytes.
+        let body = xtream_core::events::bridge_produce_body(id, &1).unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            serde_json::to_vec(&body["records"][0]["key"]).unwrap(),
+            video_key(id)
+        );
+    }
+
+    #[test]
+    fn tells_missing_topics_from_outages() {
+        let unknown = KafkaError::MessageProduction(RDKafkaErrorCode::UnknownTopicOrPartition);
+        assert!(matches!(
+            PublishError::from(unknown),
+            PublishError::UnknownTopic(_)
+        ));
+        let timeout = KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut);
+        assert!(matches!(
+            PublishError::from(timeout),
+            PublishError::Unavailable(_)
+        ));
+        let big = KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge);
+        assert!(matches!(PublishError::from(big), PublishError::Refused(_)));
+    }
+}

@@ -1,0 +1,105 @@
+//! `xtream-worker`: Xtream's transcoding worker.
+//!
+//! ```text
+//! xtream-worker [run]   consume upload events, transcode, report (default)
+//! xtream-worker bridge  serve the Kafka Bridge REST produce API on rdkafka
+//! xtream-worker plan INPUT OUT_DIR
+//!                       print the ffmpeg commands a job would run (benchmarks)
+//! ```
+//!
+//! Settings come from the environment; see [`config`] for the list.
+
+mod bridge;
+mod config;
+mod job;
+mod kafka;
+mod media;
+mod metrics;
+mod offsets;
+mod reconcile;
+mod run;
+mod serve;
+mod storage;
+mod sweep;
+
+use anyhow::Context as _;
+
+const USAGE: &str = "usage: xtream-worker [run|bridge]
+  run     consume video.uploaded events, transcode to HLS, report outcomes (default)
+  bridge  serve the Strimzi Kafka Bridge produce API (POST /topics/{topic}) on rdkafka
+  plan INPUT OUT_DIR
+          print the ffmpeg commands the worker would run for INPUT (one-pass
+          ladder first, then each rung as a pass of its own), shell-quoted
+Settings are environment variables (XTREAM_*); see the README.";
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,librdkafka=warn,rdkafka=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let mode = std::env::args().nth(1).unwrap_or_else(|| "run".into());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    match mode.as_str() {
+        "run" => {
+            let config = config::WorkerConfig::from_env()?;
+            runtime
+                .block_on(run::run(config))
+                .context("the worker failed")
+        }
+        "bridge" => {
+            let config = config::BridgeConfig::from_env()?;
+            runtime
+                .block_on(bridge::run(config))
+                .context("the bridge failed")
+        }
+        "plan" => runtime.block_on(plan()),
+        "-h" | "--help" | "help" => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        other => {
+            eprintln!("unknown mode {other:?}\n{USAGE}");
+            std::process::exit(2);
+        }
+    }
+}
+
+/// `plan INPUT OUT_DIR`: what a job would run, for benchmarks and for
+/// operators wondering what the worker does to a file. Per-rung commands
+/// write to `OUT_DIR/separate` so they do not overwrite the ladder's files.
+async fn plan() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(2).collect();
+    let [input, out_dir] = args.as_slice() else {
+        anyhow::bail!("usage: xtream-worker plan INPUT OUT_DIR");
+    };
+    let (input, out_dir) = (std::path::Path::new(input), std::path::Path::new(out_dir));
+    let preset = std::env::var("XTREAM_X264_PRESET").unwrap_or_else(|_| "veryfast".into());
+    let media = media::probe(input).await?;
+    let ladder = xtream_core::ladder::RenditionLadder::for_source(media.width, media.height)
+        .context("the picture is too small to be a video")?;
+    let quote = |args: Vec<String>| {
+        let quoted: Vec<String> = args
+            .iter()
+            .map(|a| format!("'{}'", a.replace('\'', "'\\''")))
+            .collect();
+        format!("ffmpeg {}", quoted.join(" "))
+    };
+    println!(
+        "{}",
+        quote(media::ladder_args(input, out_dir, &ladder, &media, &preset))
+    );
+    for rung in &ladder.rungs {
+        let separate = out_dir.join("separate");
+        println!(
+            "{}",
+            quote(media::rung_args(input, &separate, rung, &media, &preset))
+        );
+    }
+    Ok(())
+}

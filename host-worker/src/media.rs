@@ -1,0 +1,649 @@
+//! ffprobe and ffmpeg: what the original is, and the commands that turn it
+//! into an HLS ladder and a poster.
+//!
+//! The decisions (reading ffprobe's JSON, building argument lists) are plain
+//! functions with unit tests; [`probe`] and [`run_ffmpeg`] only run them.
+//!
+//! Segments are MPEG-TS rather than fragmented MP4: every HLS player (hls.js,
+//! Safari, smart TVs, ffmpeg itself) reads TS, there is no init segment to
+//! keep in step, and our codecs (H.264 + AAC) need nothing fMP4 adds. Moving
+//! to fMP4 (for HEVC/AV1 or CMAF sharing with DASH) is `-hls_segment_type
+//! fmp4` plus an `init.mp4` per rung.
+
+use serde::Deserialize;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+use xtream_core::ladder::{AUDIO_KBPS, RenditionLadder, Rung};
+
+/// Target segment length. Four seconds keeps start-up fast and playlists
+/// short.
+pub const SEGMENT_SECONDS: u32 = 4;
+/// A keyframe every two seconds, at the same instants in every rung, so a
+/// player can switch rungs at any segment boundary.
+pub const KEYFRAME_SECONDS: u32 = 2;
+/// Frame rate assumed when the source does not tell one.
+const FALLBACK_FPS: f64 = 30.0;
+/// How much of ffmpeg's stderr a failure reason keeps.
+const STDERR_TAIL: usize = 600;
+
+/// What ffprobe says about an original.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MediaInfo {
+    /// Length in seconds.
+    pub duration_seconds: f64,
+    /// Display width (after rotation).
+    pub width: u32,
+    /// Display height (after rotation).
+    pub height: u32,
+    /// e.g. `h264`.
+    pub video_codec: String,
+    /// e.g. `aac`; `None` for silent videos.
+    pub audio_codec: Option<String>,
+    /// Frames per second, when the container tells it.
+    pub frame_rate: Option<f64>,
+}
+
+/// Why a file cannot be transcoded, or why ffmpeg could not run.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MediaError {
+    /// The file is not a video we can read: permanent.
+    #[error("not a playable video: {0}")]
+    NotAVideo(String),
+    /// ffmpeg read the file but failed to transcode it: permanent, the same
+    /// input fails the same way.
+    #[error("transcoding failed: {0}")]
+    TranscodeFailed(String),
+    /// ffmpeg or ffprobe could not be started, or was killed: may pass.
+    #[error("could not run {tool}: {detail}")]
+    Tool {
+        /// `ffmpeg` or `ffprobe`.
+        tool: &'static str,
+        /// What happened.
+        detail: String,
+    },
+}
+
+#[derive(Deserialize)]
+struct ProbeOutput {
+    #[serde(default)]
+    streams: Vec<ProbeStream>,
+    format: Option<ProbeFormat>,
+}
+
+#[derive(Deserialize)]
+struct ProbeFormat {
+    duration: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ProbeStream {
+    codec_type: Option<String>,
+    codec_name: Option<String>,
+    width: Option<u32>,
+    height: Option<u32>,
+    avg_frame_rate: Option<String>,
+    r_frame_rate: Option<String>,
+    duration: Option<String>,
+    #[serde(default)]
+    disposition: Disposition,
+    #[serde(default)]
+    side_data_list: Vec<SideData>,
+    #[serde(default)]
+    tags: std::collections::HashMap<String, String>,
+}
+
+#[derive(Deserialize, Default)]
+struct Disposition {
+    #[serde(default)]
+    attached_pic: u8,
+}
+
+#[derive(Deserialize)]
+struct SideData {
+    rotation: Option<f64>,
+}
+
+/// Reads `ffprobe -print_format json -show_format -show_streams` output.
+pub fn parse_probe(json: &[u8]) -> Result<MediaInfo, MediaError> {
+    let probe: ProbeOutput = serde_json::from_slice(json)
+        .map_err(|e| MediaError::NotAVideo(format!("ffprobe gave no usable answer ({e})")))?;
+    // Cover art in audio files is a "video" stream of one picture.
+    let video = probe
+        .streams
+        .iter()
+        .find(|s| s.codec_type.as_deref() == Some("video") && s.disposition.attached_pic == 0)
+        .ok_or_else(|| MediaError::NotAVideo("the file has no video stream".into()))?;
+    let audio = probe
+        .streams
+        .iter()
+        .find(|s| s.codec_type.as_deref() == Some("audio"));
+    let (width, height) = match (video.width, video.height) {
+        (Some(w), Some(h)) if w > 0 && h > 0 => (w, h),
+        _ => {
+            return Err(MediaError::NotAVideo(
+                "the video stream has no picture size".into(),
+            ));
+        }
+    };
+    let duration_seconds = probe
+        .format
+        .as_ref()
+        .and_then(|f| parse_seconds(f.duration.as_deref()))
+        .or_else(|| parse_seconds(video.duration.as_deref()))
+        .ok_or_else(|| MediaError::NotAVideo("the file has no duration (a still image?)".into()))?;
+    // Phones store portrait video as landscape plus a rotation; ffmpeg
+    // applies it when decoding, so the ladder must be cut for the rotated
+    // picture.
+    let rotation = video
+        .side_data_list
+        .iter()
+        .find_map(|d| d.rotation)
+        .or_else(|| video.tags.get("rotate").and_then(|r| r.parse().ok()))
+        .unwrap_or(0.0);
+    let quarter_turns = (rotation / 90.0).round() as i64;
+    let (width, height) = if quarter_turns % 2 != 0 {
+        (height, width)
+    } else {
+        (width, height)
+    };
+    let frame_rate = [&video.avg_frame_rate, &video.r_frame_rate]
+        .into_iter()
+        .find_map(|rate| parse_rate(rate.as_deref()?));
+    Ok(MediaInfo {
+        duration_seconds,
+        width,
+        height,
+        video_codec: video.codec_name.clone().unwrap_or_else(|| "unknown".into()),
+        audio_codec: audio.map(|a| a.codec_name.clone().unwrap_or_else(|| "unknown".into())),
+        frame_rate,
+    })
+}
+
+fn parse_seconds(text: Option<&str>) -> Option<f64> {
+    text?
+        .parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s > 0.0)
+}
+
+/// `30000/1001` → 29.97; `0/0` (unknown) → `None`.
+fn parse_rate(text: &str) -> Option<f64> {
+    let (num, den) = text.split_once('/').unwrap_or((text, "1"));
+    let (num, den): (f64, f64) = (num.parse().ok()?, den.parse().ok()?);
+    let rate = num / den;
+    // Above 240 fps is a bogus timebase, not a frame rate.
+    (rate.is_finite() && rate > 0.0 && rate <= 240.0).then_some(rate)
+}
+
+/// The ffprobe arguments for `input`.
+pub fn probe_args(input: &Path) -> Vec<String> {
+    [
+        "-v",
+        "error",
+        "-print_format",
+        "json",
+        "-show_format",
+        "-show_streams",
+    ]
+    .into_iter()
+    .map(String::from)
+    .chain([path(input)])
+    .collect()
+}
+
+/// The one-pass ffmpeg command that writes the whole ladder as HLS into
+/// `out_dir`: `master.m3u8`, `{rung}/index.m3u8` and
+/// `{rung}/segment_NNN.ts`.
+///
+/// The source is decoded once and `split` feeds one scaler and one x264
+/// encoder per rung. Every rung gets keyframes at the same instants (forced
+/// every [`KEYFRAME_SECONDS`], fixed GOP, no scene-cut keyframes), so
+/// segment boundaries line up across rungs. Each rung carries its own copy
+/// of the audio, so every variant playlist plays on its own.
+pub fn ladder_args(
+    input: &Path,
+    out_dir: &Path,
+    ladder: &RenditionLadder,
+    media: &MediaInfo,
+    preset: &str,
+) -> Vec<String> {
+    let has_audio = media.audio_codec.is_some();
+    let fps = media.frame_rate.unwrap_or(FALLBACK_FPS);
+    let gop = ((fps * f64::from(KEYFRAME_SECONDS)).round() as u32).max(1);
+    let n = ladder.rungs.len();
+
+    let mut graph = format!("[0:v]split={n}");
+    for i in 0..n {
+        graph.push_str(&format!("[s{i}]"));
+    }
+    for (i, rung) in ladder.rungs.iter().enumerate() {
+        // Square pixels out, whatever the source's sample aspect ratio.
+        graph.push_str(&format!(
+            ";[s{i}]scale={}:{},setsar=1[v{i}]",
+            rung.width, rung.height
+        ));
+    }
+
+    let mut args: Vec<String> = ["-hide_banner", "-nostdin", "-y", "-loglevel", "error", "-i"]
+        .into_iter()
+        .map(String::from)
+        .collect();
+    args.push(path(input));
+    args.extend(["-filter_complex".into(), graph]);
+    for i in 0..n {
+        args.extend(["-map".into(), format!("[v{i}]")]);
+        if has_audio {
+            args.extend(["-map".into(), "0:a:0".into()]);
+        }
+    }
+    args.extend(strings(&[
+        "-c:v", "libx264", "-preset", preset, "-pix_fmt", "yuv420p",
+    ]));
+    for (i, rung) in ladder.rungs.iter().enumerate() {
+        args.extend([
+            format!("-b:v:{i}"),
+            format!("{}k", rung.video_kbps),
+            format!("-maxrate:v:{i}"),
+            format!("{}k", rung.max_video_kbps),
+            format!("-bufsize:v:{i}"),
+            format!("{}k", rung.buffer_kbits()),
+        ]);
+    }
+    args.extend([
+        "-g".into(),
+        gop.to_string(),
+        "-keyint_min".into(),
+        gop.to_string(),
+        "-sc_threshold".into(),
+        "0".into(),
+        "-force_key_frames".into(),
+        format!("expr:gte(t,n_forced*{KEYFRAME_SECONDS})"),
+    ]);
+    if has_audio {
+        args.extend(strings(&[
+            "-c:a",
+            "aac",
+            "-b:a",
+            &format!("{AUDIO_KBPS}k"),
+            "-ac",
+            "2",
+        ]));
+    }
+    let stream_map: Vec<String> = ladder
+        .rungs
+        .iter()
+        .enumerate()
+        .map(|(i, rung)| {
+            if has_audio {
+                format!("v:{i},a:{i},name:{}", rung.name)
+            } else {
+                format!("v:{i},name:{}", rung.name)
+            }
+        })
+        .collect();
+    args.extend(strings(&[
+        "-f",
+        "hls",
+        "-hls_time",
+        &SEGMENT_SECONDS.to_string(),
+        "-hls_playlist_type",
+        "vod",
+        "-hls_flags",
+        "independent_segments",
+        "-hls_segment_type",
+        "mpegts",
+        "-hls_segment_filename",
+        &path(&out_dir.join("%v").join("segment_%03d.ts")),
+        "-master_pl_name",
+        "master.m3u8",
+        "-var_stream_map",
+        &stream_map.join(" "),
+    ]));
+    args.push(path(&out_dir.join("%v").join("index.m3u8")));
+    args
+}
+
+/// One rung alone, encoded exactly as in [`ladder_args`] but in a pass of
+/// its own (decoding the source again): what the one-pass ladder saves is
+/// measured against this (`host-worker/bench.sh`).
+pub fn rung_args(
+    input: &Path,
+    out_dir: &Path,
+    rung: &Rung,
+    media: &MediaInfo,
+    preset: &str,
+) -> Vec<String> {
+    let single = RenditionLadder {
+        rungs: vec![rung.clone()],
+    };
+    ladder_args(input, out_dir, &single, media, preset)
+}
+
+/// The ffmpeg command that writes a poster JPEG: one frame from a second in
+/// (or the middle of a shorter video), at most 720 pixels high.
+pub fn thumbnail_args(input: &Path, output: &Path, media: &MediaInfo) -> Vec<String> {
+    let at = (media.duration_seconds / 2.0).min(1.0);
+    let mut args = strings(&[
+        "-hide_banner",
+        "-nostdin",
+        "-y",
+        "-loglevel",
+        "error",
+        "-ss",
+    ]);
+    args.push(format!("{at:.3}"));
+    args.extend(["-i".into(), path(input)]);
+    args.extend(strings(&[
+        "-frames:v",
+        "1",
+        "-vf",
+        "scale=-2:'min(720,ih)'",
+        "-q:v",
+        "3",
+        "-update",
+        "1",
+    ]));
+    args.push(path(output));
+    args
+}
+
+fn strings(items: &[&str]) -> Vec<String> {
+    items.iter().map(|s| (*s).to_owned()).collect()
+}
+
+fn path(p: &Path) -> String {
+    p.to_string_lossy().into_owned()
+}
+
+/// Runs ffprobe on `input`.
+pub async fn probe(input: &Path) -> Result<MediaInfo, MediaError> {
+    let output = command("ffprobe", &probe_args(input))
+        .stdout(Stdio::piped())
+        .output()
+        .await
+        .map_err(|e| MediaError::Tool {
+            tool: "ffprobe",
+            detail: e.to_string(),
+        })?;
+    if !output.status.success() {
+        let stderr = tail(&output.stderr);
+        // Killed by a signal: nothing to say about the file.
+        if output.status.code().is_none() {
+            return Err(MediaError::Tool {
+                tool: "ffprobe",
+                detail: format!("{} {stderr}", output.status),
+            });
+        }
+        return Err(MediaError::NotAVideo(if stderr.is_empty() {
+            "ffprobe cannot read it".into()
+        } else {
+            stderr
+        }));
+    }
+    parse_probe(&output.stdout)
+}
+
+/// Runs ffmpeg with `args`. Dropping the future kills ffmpeg.
+pub async fn run_ffmpeg(args: &[String], timeout: Duration) -> Result<(), MediaError> {
+    let run = command("ffmpeg", args).output();
+    let output = tokio::time::timeout(timeout, run)
+        .await
+        .map_err(|_| MediaError::TranscodeFailed(format!("ffmpeg took longer than {timeout:?}")))?
+        .map_err(|e| MediaError::Tool {
+            tool: "ffmpeg",
+            detail: e.to_string(),
+        })?;
+    if output.status.success() {
+        return Ok(());
+    }
+    let stderr = tail(&output.stderr);
+    if output.status.code().is_none() {
+        return Err(MediaError::Tool {
+            tool: "ffmpeg",
+            detail: format!("{} {stderr}", output.status),
+        });
+    }
+    Err(MediaError::TranscodeFailed(if stderr.is_empty() {
+        output.status.to_string()
+    } else {
+        stderr
+    }))
+}
+
+fn command(program: &str, args: &[String]) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        // A job cancelled at shutdown must not leave ffmpeg running.
+        .kill_on_drop(true);
+    // And neither must a worker that is killed outright: the kernel sends
+    // SIGKILL to the child when the thread that spawned it dies.
+    // SAFETY: prctl is async-signal-safe and touches no memory of ours.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    cmd
+}
+
+/// The last few hundred characters of a tool's stderr, on one line.
+fn tail(stderr: &[u8]) -> String {
+    let text = String::from_utf8_lossy(stderr);
+    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let start = text.len().saturating_sub(STDERR_TAIL);
+    let start = (start..=text.len())
+        .find(|&i| text.is_char_boundary(i))
+        .unwrap_or(0);
+    text[start..].to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    const PROBE_720P: &str = r#"{
+      "streams": [
+        {"index": 0, "codec_name": "h264", "codec_type": "video", "width": 1280, "height": 720,
+         "r_frame_rate": "25/1", "avg_frame_rate": "25/1", "duration": "5.000000",
+         "disposition": {"default": 1, "attached_pic": 0}},
+        {"index": 1, "codec_name": "aac", "codec_type": "audio", "r_frame_rate": "0/0",
+         "avg_frame_rate": "0/0", "sample_rate": "48000", "channels": 1}
+      ],
+      "format": {"format_name": "mov,mp4,m4a,3gp,3g2,mj2", "duration": "5.021000"}
+    }"#;
+
+    fn media_720p() -> MediaInfo {
+        parse_probe(PROBE_720P.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn reads_size_codecs_duration_and_rate() {
+        assert_eq!(
+            media_720p(),
+            MediaInfo {
+                duration_seconds: 5.021,
+                width: 1280,
+                height: 720,
+                video_codec: "h264".into(),
+                audio_codec: Some("aac".into()),
+                frame_rate: Some(25.0),
+            }
+        );
+    }
+
+    #[test]
+    fn applies_rotation_to_the_display_size() {
+        let rotated = r#"{"streams": [{"codec_type": "video", "codec_name": "hevc", "width": 1920,
+            "height": 1080, "avg_frame_rate": "30000/1001",
+            "side_data_list": [{"side_data_type": "Display Matrix", "rotation": -90}]}],
+            "format": {"duration": "3.2"}}"#;
+        let media = parse_probe(rotated.as_bytes()).unwrap();
+        assert_eq!((media.width, media.height), (1080, 1920));
+        assert!((media.frame_rate.unwrap() - 29.97).abs() < 0.01);
+        assert_eq!(media.audio_codec, None);
+        let tagged = r#"{"streams": [{"codec_type": "video", "width": 640, "height": 480,
+            "tags": {"rotate": "270"}}], "format": {"duration": "1"}}"#;
+        let media = parse_probe(tagged.as_bytes()).unwrap();
+        assert_eq!((media.width, media.height), (480, 640));
+    }
+
+    #[test]
+    fn refuses_what_is_not_a_video() {
+        let not_a_video =
+            |json: &str| matches!(parse_probe(json.as_bytes()), Err(MediaError::NotAVideo(_)));
+        assert!(not_a_video("{}"));
+        assert!(not_a_video("not json"));
+        assert!(not_a_video(
+            r#"{"streams": [{"codec_type": "audio", "codec_name": "mp3"}], "format": {"duration": "3"}}"#
+        ));
+        // An MP3 with cover art: the picture is no video.
+        assert!(not_a_video(
+            r#"{"streams": [{"codec_type": "audio"}, {"codec_type": "video", "width": 500,
+            "height": 500, "disposition": {"attached_pic": 1}}], "format": {"duration": "3"}}"#
+        ));
+        // A still image: no duration.
+        assert!(not_a_video(
+            r#"{"streams": [{"codec_type": "video", "width": 500, "height": 500}],
+            "format": {"format_name": "png_pipe"}}"#
+        ));
+    }
+
+    #[test]
+    fn frame_rates_parse_or_are_unknown() {
+        assert_eq!(parse_rate("25/1"), Some(25.0));
+        assert_eq!(parse_rate("24"), Some(24.0));
+        assert_eq!(parse_rate("0/0"), None);
+        assert_eq!(parse_rate("90000/1"), None);
+    }
+
+    fn value_after<'a>(args: &'a [String], flag: &str) -> &'a str {
+        let at = args
+            .iter()
+            .position(|a| a == flag)
+            .unwrap_or_else(|| panic!("no {flag}"));
+        &args[at + 1]
+    }
+
+    #[test]
+    fn ladder_is_one_pass_with_aligned_keyframes() {
+        let media = media_720p();
+        let ladder = RenditionLadder::for_source(media.width, media.height).unwrap();
+        let args = ladder_args(
+            Path::new("/job/original"),
+            Path::new("/job/hls"),
+            &ladder,
+            &media,
+            "veryfast",
+        );
+        assert_eq!(
+            args.iter().filter(|a| *a == "-i").count(),
+            1,
+            "one input, decoded once"
+        );
+        assert_eq!(
+            value_after(&args, "-filter_complex"),
+            "[0:v]split=2[s0][s1];[s0]scale=640:360,setsar=1[v0];[s1]scale=1280:720,setsar=1[v1]"
+        );
+        assert_eq!(
+            value_after(&args, "-var_stream_map"),
+            "v:0,a:0,name:360p v:1,a:1,name:720p"
+        );
+        assert_eq!(value_after(&args, "-g"), "50");
+        assert_eq!(value_after(&args, "-keyint_min"), "50");
+        assert_eq!(value_after(&args, "-sc_threshold"), "0");
+        assert_eq!(
+            value_after(&args, "-force_key_frames"),
+            "expr:gte(t,n_forced*2)"
+        );
+        assert_eq!(value_after(&args, "-preset"), "veryfast");
+        assert_eq!(value_after(&args, "-b:v:1"), "2800k");
+        assert_eq!(value_after(&args, "-maxrate:v:0"), "856k");
+        assert_eq!(
+            value_after(&args, "-hls_segment_filename"),
+            "/job/hls/%v/segment_%03d.ts"
+        );
+        assert_eq!(value_after(&args, "-master_pl_name"), "master.m3u8");
+        assert_eq!(args.last().unwrap(), "/job/hls/%v/index.m3u8");
+        assert_eq!(
+            args.iter().filter(|a| *a == "0:a:0").count(),
+            2,
+            "audio in every rung"
+        );
+    }
+
+    #[test]
+    fn silent_sources_get_no_audio_streams() {
+        let media = MediaInfo {
+            audio_codec: None,
+            frame_rate: None,
+            ..media_720p()
+        };
+        let ladder = RenditionLadder::for_source(320, 240).unwrap();
+        let args = ladder_args(
+            &PathBuf::from("in"),
+            &PathBuf::from("out"),
+            &ladder,
+            &media,
+            "ultrafast",
+        );
+        assert_eq!(value_after(&args, "-var_stream_map"), "v:0,name:240p");
+        assert!(!args.iter().any(|a| a == "0:a:0" || a == "-c:a"));
+        assert_eq!(value_after(&args, "-g"), "60", "30 fps assumed");
+    }
+
+    #[test]
+    fn a_rung_alone_is_encoded_like_in_the_ladder() {
+        let media = media_720p();
+        let ladder = RenditionLadder::for_source(1280, 720).unwrap();
+        let args = rung_args(
+            Path::new("in"),
+            Path::new("out"),
+            &ladder.rungs[1],
+            &media,
+            "veryfast",
+        );
+        assert_eq!(
+            value_after(&args, "-filter_complex"),
+            "[0:v]split=1[s0];[s0]scale=1280:720,setsar=1[v0]"
+        );
+        assert_eq!(value_after(&args, "-b:v:0"), "2800k");
+        assert_eq!(value_after(&args, "-var_stream_map"), "v:0,a:0,name:720p");
+        assert_eq!(
+            value_after(&args, "-force_key_frames"),
+            "expr:gte(t,n_forced*2)"
+        );
+    }
+
+    #[test]
+    fn poster_comes_from_early_in_the_video() {
+        let media = media_720p();
+        let args = thumbnail_args(Path::new("in"), Path::new("poster.jpg"), &media);
+        assert_eq!(value_after(&args, "-ss"), "1.000");
+        assert_eq!(value_after(&args, "-frames:v"), "1");
+        let short = MediaInfo {
+            duration_seconds: 0.5,
+            ..media
+        };
+        assert_eq!(
+            value_after(
+                &thumbnail_args(Path::new("in"), Path::new("p.jpg"), &short),
+                "-ss"
+            ),
+            "0.250"
+        );
+    }
+
+    #[test]
+    fn failure_reasons_keep_the_end_of_stderr() {
+        let long = "x".repeat(2000) + "\nInvalid data found when processing input\n";
+        let reason = tail(long.as_bytes());
+        assert!(reason.len() <= STDERR_TAIL);
+        assert!(reason.ends_with("Invalid data found when processing input"));
+    }
+}

@@ -1,0 +1,443 @@
+//! `xtream-worker run`: consume upload events, run jobs, commit what is
+//! done, reconcile, and stop gracefully.
+//!
+//! Offsets are committed by hand, only after a job's outputs and record
+//! are in the bucket and its outcome is on Kafka ([`JobEnd::is_done`]).
+//! Jobs may finish out of order when `XTREAM_CONCURRENCY` > 1; the
+//! [`OffsetTracker`] keeps each partition's commit behind its oldest
+//! unfinished job.
+//!
+//! On SIGTERM or SIGINT the worker stops taking events, gives running jobs
+//! `XTREAM_SHUTDOWN_GRACE` to finish (and commits them), then stops the
+//! rest: their ffmpeg is killed, their records go back to `queued`, and
+//! their events, left uncommitted, are redelivered to the next worker.
+
+use crate::config::WorkerConfig;
+use crate::job::{JobEnd, Topics, Transcoder};
+use crate::kafka;
+use crate::metrics::{self, Metrics};
+use crate::offsets::{OffsetTracker, Partition};
+use crate::reconcile::Reconciler;
+use crate::storage::Storage;
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::statistics::Statistics;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+use xtream_core::VideoId;
+use xtream_core::events::VideoUploaded;
+
+/// Why the worker could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The Kafka client could not be set up.
+    #[error("Kafka client: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    /// The S3 client could not be set up.
+    #[error(transparent)]
+    Storage(#[from] crate::storage::StorageError),
+    /// The metrics port could not be bound.
+    #[error("cannot serve metrics on {0}: {1}")]
+    Listen(std::net::SocketAddr, std::io::Error),
+    /// The work directory is unusable.
+    #[error("work directory {0}: {1}")]
+    WorkDir(String, std::io::Error),
+}
+
+/// Hooks librdkafka calls: rebalances (forget revoked partitions' jobs)
+/// and statistics (consumer lag).
+struct WorkerContext {
+    tracker: Arc<Mutex<OffsetTracker>>,
+    metrics: Arc<Metrics>,
+}
+
+impl ClientContext for WorkerContext {
+    fn stats(&self, statistics: Statistics) {
+        for (topic_name, topic) in &statistics.topics {
+            for (id, partition) in &topic.partitions {
+                // -1 is librdkafka's "internal" partition; a lag of -1 means
+                // "unknown" (nothing committed or no watermark yet).
+                if *id < 0 || partition.consumer_lag < 0 {
+                    continue;
+                }
+                self.metrics
+                    .consumer_lag
+                    .with_label_values(&[topic_name.as_str(), &id.to_string()])
+                    .set(partition.consumer_lag);
+            }
+        }
+    }
+}
+
+impl ConsumerContext for WorkerContext {
+    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(partitions) = rebalance {
+            let mut tracker = self.tracker.lock().expect("tracker lock");
+            for element in partitions.elements() {
+                tracker.revoked(&(element.topic().to_owned(), element.partition()));
+                self.metrics
+                    .consumer_lag
+                    .with_label_values(&[element.topic(), &element.partition().to_string()])
+                    .set(0);
+            }
+        }
+        tracing::info!(?rebalance, "rebalance");
+    }
+}
+
+type WorkerConsumer = StreamConsumer<WorkerContext>;
+
+/// Runs the worker until SIGTERM/SIGINT.
+pub async fn run(config: WorkerConfig) -> Result<(), StartError> {
+    let metrics = Arc::new(Metrics::new());
+    let tracker = Arc::new(Mutex::new(OffsetTracker::default()));
+    std::fs::create_dir_all(&config.work_dir)
+        .map_err(|e| StartError::WorkDir(config.work_dir.display().to_string(), e))?;
+
+    let consumer: Arc<WorkerConsumer> = Arc::new(
+        kafka::base_config(&config.kafka.brokers)
+            .set("group.id", &config.kafka.group)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set(
+                "session.timeout.ms",
+                config.kafka_session_timeout.as_millis().to_string(),
+            )
+            .set("statistics.interval.ms", "5000")
+            .create_with_context(WorkerContext {
+                tracker: tracker.clone(),
+                metrics: metrics.clone(),
+            })?,
+    );
+    consumer.subscribe(&[&config.kafka.uploads_topic])?;
+    let producer = kafka::producer(&config.kafka.brokers, Duration::from_secs(10))?;
+    let storage = Storage::new(&config.storage)?;
+    if let Err(err) = storage.check().await {
+        // Not fatal: jobs retry storage errors, and the bucket may come up
+        // after the worker.
+        tracing::warn!(error = %err, "the bucket does not answer yet");
+    }
+
+    let addr = metrics::serve(config.http_listen, metrics.clone())
+        .await
+        .map_err(|e| StartError::Listen(config.http_listen, e))?;
+    tracing::info!(%addr, "serving /metrics and /health");
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let reconciler = Reconciler::new(
+        storage.clone(),
+        producer.clone(),
+        config.kafka.uploads_topic.clone(),
+        config.reconcile_after,
+        metrics.clone(),
+    );
+    let reconciling = tokio::spawn(reconciler.run(config.reconcile_every, stop_rx.clone()));
+    let sweeper = crate::sweep::Sweeper {
+        storage: storage.clone(),
+        ttl: config.upload_ttl,
+    };
+    let sweeping = tokio::spawn(sweeper.run(config.sweep_every, stop_rx.clone()));
+
+    let transcoder = Arc::new(Transcoder {
+        storage,
+        producer: producer.clone(),
+        topics: Topics {
+            results: config.kafka.results_topic.clone(),
+            dead_letter: config.kafka.dead_letter_topic.clone(),
+        },
+        metrics: metrics.clone(),
+        x264_preset: config.x264_preset.clone(),
+        max_attempts: config.max_attempts,
+        work_dir: config.work_dir.clone(),
+    });
+
+    tracing::info!(
+        topic = %config.kafka.uploads_topic,
+        group = %config.kafka.group,
+        concurrency = config.concurrency,
+        "consuming upload events"
+    );
+    let (hard_stop_tx, hard_stop_rx) = watch::channel(false);
+    let mut loop_state = ConsumeLoop {
+        consumer: consumer.clone(),
+        tracker,
+        transcoder,
+        slots: Arc::new(Semaphore::new(config.concurrency)),
+        jobs: JoinSet::new(),
+        in_flight: HashSet::new(),
+        held: HashMap::new(),
+        hard_stop: hard_stop_rx,
+    };
+    loop_state.consume_until(shutdown_signal()).await;
+
+    let in_flight = loop_state.tracker.lock().expect("tracker lock").in_flight();
+    tracing::info!(running = loop_state.jobs.len(), in_flight, grace = ?config.shutdown_grace, "shutting down");
+    let _ = stop_tx.send(true);
+    let finished = tokio::time::timeout(config.shutdown_grace, loop_state.drain()).await;
+    if finished.is_err() {
+        tracing::warn!("grace period over; releasing the running jobs");
+        let _ = hard_stop_tx.send(true);
+        loop_state.drain().await;
+    }
+    let _ = reconciling.await;
+    let _ = sweeping.await;
+    consumer.unsubscribe();
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// The consumer side of `run`.
+struct ConsumeLoop {
+    consumer: Arc<WorkerConsumer>,
+    tracker: Arc<Mutex<OffsetTracker>>,
+    transcoder: Arc<Transcoder>,
+    slots: Arc<Semaphore>,
+    jobs: JoinSet<(Partition, i64, VideoId, JobEnd)>,
+    /// Videos with a job running: a duplicate event (reconciler, replay)
+    /// for one of them is covered by the running job.
+    in_flight: HashSet<VideoId>,
+    /// Paused partitions and the offset each was rewound to.
+    held: HashMap<Partition, i64>,
+    hard_stop: watch::Receiver<bool>,
+}
+
+impl ConsumeLoop {
+    async fn consume_until(&mut self, shutdown: impl std::future::Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        loop {
+            let consumer = self.consumer.clone();
+            tokio::select! {
+                _ = &mut shutdown => return,
+                Some(done) = self.jobs.join_next(), if !self.jobs.is_empty() => {
+                    self.finish(done).await;
+                    self.resume_if_free();
+                }
+                // Always polling, even with every slot busy: librdkafka
+                // serves rebalances (and the group's patience, bounded by
+                // max.poll.interval.ms) only while the consumer is polled.
+                message = consumer.recv() => match message {
+                    Ok(message) => match self.slots.clone().try_acquire_owned() {
+                        Ok(slot) => self.start(&message, slot).await,
+                        Err(_) => self.hold(&message),
+                    },
+                    Err(err) => {
+                        tracing::warn!(error = %err, "consuming failed; retrying");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                },
+            }
+        }
+    }
+
+    /// Every slot is busy: pause the message's partition and rewind it to
+    /// this message, so it is fetched again once a slot frees up (and, if
+    /// the partition moves to another worker meanwhile, read there).
+    fn hold(&mut self, message: &BorrowedMessage<'_>) {
+        let partition: Partition = (message.topic().to_owned(), message.partition());
+        let offset = message.offset();
+        // Messages fetched before the pause arrive after the first held
+        // one; rewinding to them would skip it.
+        if self
+            .held
+            .get(&partition)
+            .is_some_and(|held| *held <= offset)
+        {
+            return;
+        }
+        self.held.insert(partition.clone(), offset);
+        let mut list = TopicPartitionList::new();
+        list.add_partition(&partition.0, partition.1);
+        if let Err(err) = self.consumer.pause(&list) {
+            tracing::warn!(?partition, error = %err, "cannot pause");
+        }
+        if let Err(err) = self.consumer.seek(
+            &partition.0,
+            partition.1,
+            Offset::Offset(offset),
+            Duration::ZERO,
+        ) {
+            tracing::warn!(?partition, offset, error = %err, "cannot rewind a held message");
+        }
+        tracing::debug!(?partition, offset, "all slots busy; partition paused");
+    }
+
+    /// A slot is free again: resume every paused partition.
+    fn resume_if_free(&mut self) {
+        if self.held.is_empty() || self.slots.available_permits() == 0 {
+            return;
+        }
+        self.held.clear();
+        match self.consumer.assignment() {
+            Ok(assigned) => {
+                if let Err(err) = self.consumer.resume(&assigned) {
+                    tracing::warn!(error = %err, "cannot resume");
+                }
+            }
+            Err(err) => tracing::warn!(error = %err, "cannot read the assignment to resume it"),
+        }
+    }
+
+    /// Starts a job for `message`, or settles it at once when there is
+    /// nothing to run.
+    async fn start(
+        &mut self,
+        message: &BorrowedMessage<'_>,
+        slot: tokio::sync::OwnedSemaphorePermit,
+    ) {
+        let partition: Partition = (message.topic().to_owned(), message.partition());
+        let offset = message.offset();
+        self.tracker
+            .lock()
+            .expect("tracker lock")
+            .started(&partition, offset);
+        let event = match parse_event(message.payload()) {
+            Ok(event) => event,
+            Err(reason) => {
+                drop(slot);
+                tracing::warn!(?partition, offset, %reason, "dead-lettering a malformed event");
+                let done = self.dead_letter_malformed(message, &reason).await;
+                if done {
+                    self.settle(&partition, offset).await;
+                }
+                return;
+            }
+        };
+        let id = event.video_id;
+        if !self.in_flight.insert(id) {
+            drop(slot);
+            tracing::info!(video = %id, offset, "a job for this video is already running; skipping the duplicate");
+            self.settle(&partition, offset).await;
+            return;
+        }
+        tracing::info!(video = %id, ?partition, offset, "job taken");
+        let transcoder = self.transcoder.clone();
+        let stop = self.hard_stop.clone();
+        self.jobs.spawn(async move {
+            let end = transcoder.process(&event, stop).await;
+            drop(slot);
+            (partition, offset, id, end)
+        });
+    }
+
+    async fn dead_letter_malformed(&self, message: &BorrowedMessage<'_>, reason: &str) -> bool {
+        let headers = [(
+            crate::job::REASON_HEADER.to_owned(),
+            reason.as_bytes().to_vec(),
+        )];
+        let sent = kafka::publish(
+            &self.transcoder.producer,
+            &self.transcoder.topics.dead_letter,
+            message.key(),
+            message.payload(),
+            None,
+            &headers,
+        )
+        .await;
+        if let Err(err) = &sent {
+            tracing::error!(error = %err, "cannot dead-letter a malformed event; leaving it uncommitted");
+        }
+        sent.is_ok()
+    }
+
+    async fn finish(
+        &mut self,
+        done: Result<(Partition, i64, VideoId, JobEnd), tokio::task::JoinError>,
+    ) {
+        let (partition, offset, id, end) = match done {
+            Ok(done) => done,
+            Err(err) => {
+                // A panicking job leaves its offset unfinished, holding back
+                // the partition's commits until a restart redelivers it.
+                tracing::error!(error = %err, "a job panicked");
+                return;
+            }
+        };
+        self.in_flight.remove(&id);
+        if end.is_done() {
+            self.settle(&partition, offset).await;
+        } else {
+            tracing::info!(video = %id, ?partition, offset, ?end, "not committing; the event will be redelivered");
+        }
+    }
+
+    /// Marks `offset` handled and commits whatever that allows.
+    async fn settle(&self, partition: &Partition, offset: i64) {
+        let Some(next) = self
+            .tracker
+            .lock()
+            .expect("tracker lock")
+            .finished(partition, offset)
+        else {
+            return;
+        };
+        let mut list = TopicPartitionList::new();
+        if let Err(err) = list.add_partition_offset(&partition.0, partition.1, Offset::Offset(next))
+        {
+            tracing::error!(error = %err, "cannot build the commit");
+            return;
+        }
+        let consumer = self.consumer.clone();
+        // A synchronous commit: the offset is on the broker before the
+        // next event is taken. librdkafka blocks, so off the async threads.
+        let committed =
+            tokio::task::spawn_blocking(move || consumer.commit(&list, CommitMode::Sync)).await;
+        match committed {
+            Ok(Ok(())) => tracing::debug!(?partition, next, "committed"),
+            Ok(Err(err)) => {
+                tracing::warn!(?partition, next, error = %err, "commit failed; the events may be redelivered")
+            }
+            Err(err) => tracing::error!(error = %err, "commit task failed"),
+        }
+    }
+
+    /// Waits for every running job and settles it.
+    async fn drain(&mut self) {
+        while let Some(done) = self.jobs.join_next().await {
+            self.finish(done).await;
+        }
+    }
+}
+
+/// Decodes a `video.uploaded` event; the reason it is not one otherwise.
+pub fn parse_event(payload: Option<&[u8]>) -> Result<VideoUploaded, String> {
+    let payload = payload.ok_or("the record has no value")?;
+    serde_json::from_slice(payload).map_err(|e| format!("not a video.uploaded event: {e}"))
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM"),
+        _ = int.recv() => tracing::info!("SIGINT"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_upload_events_and_explains_the_rest() {
+        let json = br#"{"type":"video.uploaded","video_id":"6f9619ff-8b86-4011-b42d-00c04fc964ff",
+            "original_key":"videos/6f9619ff-8b86-4011-b42d-00c04fc964ff/original",
+            "content_type":"video/mp4","size":5,"uploaded_at":"2024-01-01T00:00:00Z"}"#;
+        assert_eq!(parse_event(Some(json)).unwrap().size, 5);
+        assert_eq!(parse_event(None).unwrap_err(), "the record has no value");
+        assert!(
+            parse_event(Some(b"{}"))
+                .unwrap_err()
+                .starts_with("not a video.uploaded event")
+        );
+        assert!(parse_event(Some(br#"{"type":"video.ready"}"#)).is_err());
+    }
+}

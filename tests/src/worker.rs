@@ -1,0 +1,315 @@
+//! The real `xtream-worker` binary as a child process, in `run` or
+//! `bridge` mode, pointed at a test's Garage and tansu.
+
+use crate::{Garage, Tansu};
+use anyhow::{Context, bail};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// The binary, built once per test binary.
+static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+
+/// Consumer group the tests' workers use.
+pub const GROUP: &str = "xtream-transcoders";
+
+fn build_worker() -> Result<PathBuf, String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .current_dir(crate::workspace_root())
+        .args(["build", "-p", "xtream-worker"])
+        .status()
+        .map_err(|e| format!("cannot run cargo: {e}"))?;
+    if !status.success() {
+        return Err(format!("building xtream-worker failed: {status}"));
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| crate::workspace_root().join("target"));
+    Ok(target.join("debug").join("xtream-worker"))
+}
+
+/// The path of the worker binary, building it first if needed.
+pub fn worker_binary() -> anyhow::Result<PathBuf> {
+    match BUILT.get_or_init(build_worker) {
+        Ok(path) => Ok(path.clone()),
+        Err(why) => bail!("{why}"),
+    }
+}
+
+/// A worker process; killed on drop.
+pub struct Worker {
+    /// `http://127.0.0.1:PORT`: `/metrics`, `/health` (run mode) or the
+    /// bridge API (bridge mode).
+    pub base: String,
+    env: Vec<(String, String)>,
+    mode: &'static str,
+    port: u16,
+    log: tempfile::NamedTempFile,
+    child: Option<Child>,
+    _work_dir: tempfile::TempDir,
+}
+
+impl Worker {
+    /// `xtream-worker run` against `garage` and `tansu`, with Xtream's
+    /// default topics and `extra` settings (`("XTREAM_CONCURRENCY", "2")`).
+    pub async fn run(
+        garage: &Garage,
+        tansu: &Tansu,
+        extra: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
+        let work_dir = tempfile::tempdir()?;
+        let port = crate::free_port();
+        let mut env: Vec<(String, String)> = [
+            ("XTREAM_KAFKA_BROKERS", tansu.brokers.as_str()),
+            ("XTREAM_S3_ENDPOINT", garage.endpoint.as_str()),
+            ("XTREAM_S3_BUCKET", garage.bucket.as_str()),
+            ("XTREAM_S3_ACCESS_KEY", garage.access_key.as_str()),
+            ("XTREAM_S3_SECRET_KEY", garage.secret_key.as_str()),
+            ("XTREAM_X264_PRESET", "ultrafast"),
+            // tansu completes a group's first join only after about half
+            // the session timeout; Kafka's 45 s default would make every
+            // test wait ~20 s. 6 s is the broker-side minimum in Kafka.
+            ("XTREAM_KAFKA_SESSION_TIMEOUT", "6s"),
+            ("XTREAM_WORK_DIR", &work_dir.path().display().to_string()),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        env.push(("XTREAM_HTTP_LISTEN".into(), format!("127.0.0.1:{port}")));
+        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let mut worker = Self::new("run", port, env, work_dir)?;
+        worker.start().await?;
+        Ok(worker)
+    }
+
+    /// `xtream-worker bridge` in front of `tansu`.
+    pub async fn bridge(tansu: &Tansu) -> anyhow::Result<Self> {
+        let port = crate::free_port();
+        let env = vec![
+            ("XTREAM_KAFKA_BROKERS".to_owned(), tansu.brokers.clone()),
+            (
+                "XTREAM_BRIDGE_LISTEN".to_owned(),
+                format!("127.0.0.1:{port}"),
+            ),
+            ("XTREAM_BRIDGE_DELIVERY_TIMEOUT".to_owned(), "3s".to_owned()),
+        ];
+        let mut bridge = Self::new("bridge", port, env, tempfile::tempdir()?)?;
+        bridge.start().await?;
+        Ok(bridge)
+    }
+
+    fn new(
+        mode: &'static str,
+        port: u16,
+        env: Vec<(String, String)>,
+        work_dir: tempfile::TempDir,
+    ) -> anyhow::Result<Self> {
+        Ok(Self {
+            base: format!("http://127.0.0.1:{port}"),
+            env,
+            mode,
+            port,
+            log: tempfile::NamedTempFile::new()?,
+            child: None,
+            _work_dir: work_dir,
+        })
+    }
+
+    /// Starts the process (again) and waits until its HTTP port answers.
+    pub async fn start(&mut self) -> anyhow::Result<()> {
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.log.path())?;
+        let child = Command::new(worker_binary()?)
+            .arg(self.mode)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env("RUST_LOG", "info,librdkafka=warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .context("starting xtream-worker")?;
+        self.child = Some(child);
+        let path = if self.mode == "bridge" {
+            "/healthy"
+        } else {
+            "/health"
+        };
+        let url = format!("{}{path}", self.base);
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(response) = client.get(&url).send().await
+                && response.status().is_success()
+            {
+                return Ok(());
+            }
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                bail!(
+                    "xtream-worker {} exited with {status}: {}",
+                    self.mode,
+                    self.log()
+                );
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "xtream-worker {} did not answer on port {} within 30 s: {}",
+                    self.mode,
+                    self.port,
+                    self.log()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The process id, while running.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// SIGKILL, as a crash or an OOM kill would.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, as Kubernetes sends on a rollout; waits up to `timeout` for
+    /// the process to exit and returns how it did.
+    pub async fn terminate(&mut self, timeout: Duration) -> anyhow::Result<ExitStatus> {
+        let mut child = self.child.take().context("the worker is not running")?;
+        // SAFETY: kill(2) with our own child's pid.
+        unsafe {
+            libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = child.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!(
+                    "the worker did not exit within {timeout:?} of SIGTERM: {}",
+                    self.log()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Everything the process wrote to stderr (all its runs).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log.path()).unwrap_or_default()
+    }
+
+    /// `GET /metrics` (run mode).
+    pub async fn metrics(&self) -> anyhow::Result<String> {
+        Ok(reqwest::get(format!("{}/metrics", self.base))
+            .await?
+            .text()
+            .await?)
+    }
+
+    /// A counter or gauge from `/metrics`, 0 when absent.
+    pub async fn metric(&self, name: &str) -> f64 {
+        let text = self.metrics().await.unwrap_or_default();
+        text.lines()
+            .find_map(|line| {
+                line.strip_prefix(name)
+                    .and_then(|rest| rest.strip_prefix(' '))
+            })
+            .and_then(|value| value.trim().parse().ok())
+            .unwrap_or(0.0)
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Random-looking bytes: no container ffprobe recognises.
+pub fn corrupt_bytes(len: usize) -> Vec<u8> {
+    // A fixed xorshift stream: the same "corrupt upload" in every run.
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 24) as u8
+        })
+        .collect()
+}
+
+/// Polls the record of `id` in `bucket` until its status is one of
+/// `statuses`, and returns it; fails after `timeout` with the last record.
+pub async fn wait_for_status(
+    bucket: &crate::Bucket,
+    id: &str,
+    statuses: &[&str],
+    timeout: Duration,
+) -> anyhow::Result<serde_json::Value> {
+    let key = format!("videos/{id}/video.json");
+    let deadline = Instant::now() + timeout;
+    let mut last = serde_json::Value::Null;
+    loop {
+        if let Ok(Some(bytes)) = bucket.get(&key).await {
+            last = serde_json::from_slice(&bytes)?;
+            if statuses.iter().any(|s| last["status"] == *s) {
+                return Ok(last);
+            }
+        }
+        if Instant::now() > deadline {
+            bail!("video {id} did not reach {statuses:?} within {timeout:?}; record: {last}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Stores an upload the way the `videos` component does (original, record,
+/// catalog entry) without announcing it, created at `created_at`.
+pub async fn store_upload(
+    bucket: &crate::Bucket,
+    original: Vec<u8>,
+    created_at: jiff::Timestamp,
+) -> anyhow::Result<xtream_core::VideoRecord> {
+    use xtream_core::{VideoId, VideoRecord, keys};
+    let id = VideoId::random();
+    let record = VideoRecord::uploaded(
+        id,
+        "Test".into(),
+        "clip.mp4".into(),
+        original.len() as u64,
+        "video/mp4".into(),
+        created_at,
+    );
+    bucket
+        .put(&keys::original(id), original, "video/mp4")
+        .await?;
+    bucket
+        .put(
+            &keys::record(id),
+            serde_json::to_vec(&record)?,
+            "application/json",
+        )
+        .await?;
+    bucket
+        .put(
+            &keys::catalog_entry(created_at, id),
+            Vec::new(),
+            "application/octet-stream",
+        )
+        .await?;
+    Ok(record)
+}

@@ -1,0 +1,149 @@
+//! Parts failing under a running platform: storage going away mid-upload,
+//! the Kafka broker restarting while uploads flow. Nothing partial becomes
+//! visible, nothing is lost, nothing is done twice, and service resumes.
+
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::time::Duration;
+use xtream_tests::worker::wait_for_status;
+use xtream_tests::{Bucket, Stack, Worker, bodies, clips};
+
+const PATIENCE: Duration = Duration::from_secs(180);
+
+async fn upload(stack: &Stack, body: Vec<u8>) -> reqwest::Response {
+    stack
+        .platform
+        .client
+        .post(stack.platform.url("/api/videos?filename=clip.mp4"))
+        .header("content-type", "video/mp4")
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// A video's keys with its id taken out, so two videos compare.
+async fn key_shape(bucket: &Bucket, id: &str) -> BTreeSet<String> {
+    let prefix = format!("videos/{id}/");
+    let keys = bucket.keys(&prefix).await.unwrap();
+    keys.into_iter()
+        .map(|k| k.strip_prefix(&prefix).unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn storage_lost_mid_upload_leaves_nothing_and_service_recovers() {
+    let mut stack = Stack::start().await.unwrap();
+    // Big enough for several S3 parts; Garage dies while they are sent.
+    let size: u64 = 64 << 20;
+    let request = stack
+        .platform
+        .client
+        .post(stack.platform.url("/api/videos?filename=big.mp4"))
+        .header("content-type", "video/mp4")
+        .header("content-length", size.to_string())
+        .body(reqwest::Body::wrap_stream(bodies::patterned(size, 7)))
+        .send();
+    let outage = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        stack.garage.stop();
+    };
+    let (response, ()) = tokio::join!(request, outage);
+    // The server answers 503 as soon as a part cannot be stored; a client
+    // still sending may see the connection close instead.
+    if let Ok(response) = response {
+        assert_eq!(response.status(), 503);
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "storage_unavailable");
+    }
+    let (status, body) = stack.platform.get_json("/api/videos").await.unwrap();
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (503, Some("storage_unavailable"))
+    );
+
+    stack.garage.resume().await.unwrap();
+    let bucket = stack.garage.bucket();
+    assert_eq!(bucket.keys("videos/").await.unwrap(), Vec::<String>::new());
+    assert_eq!(bucket.keys("catalog/").await.unwrap(), Vec::<String>::new());
+    let (_, page) = stack.platform.get_json("/api/videos").await.unwrap();
+    assert_eq!(page["videos"], Value::Array(vec![]));
+    assert_eq!(
+        upload(&stack, b"after the outage".to_vec()).await.status(),
+        201
+    );
+}
+
+/// Uploads `clip`, which must be kept whether or not it could be announced
+/// (201 or 503); its status and id.
+async fn upload_kept(stack: &Stack, clip: &[u8]) -> (u16, String) {
+    let response = upload(stack, clip.to_vec()).await;
+    let status = response.status().as_u16();
+    assert!([201, 503].contains(&status), "{status}");
+    let (_, page) = stack
+        .platform
+        .get_json("/api/videos?limit=1")
+        .await
+        .unwrap();
+    (status, page["videos"][0]["id"].as_str().unwrap().to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_restart_while_uploads_flow_loses_no_video_and_duplicates_nothing() {
+    let mut stack = Stack::start().await.unwrap();
+    let worker = Worker::run(
+        &stack.garage,
+        &stack.kafka,
+        &[
+            ("XTREAM_RECONCILE_AFTER", "2s"),
+            ("XTREAM_RECONCILE_EVERY", "1s"),
+        ],
+    )
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let clip = std::fs::read(clips::mp4(dir.path(), "clip.mp4", 2, 640, 360).unwrap()).unwrap();
+    let bucket = stack.garage.bucket();
+
+    // One video through before the restart, as the reference shape.
+    let before: Value = upload(&stack, clip.clone()).await.json().await.unwrap();
+    let before_id = before["id"].as_str().unwrap().to_owned();
+    wait_for_status(&bucket, &before_id, &["ready"], PATIENCE)
+        .await
+        .unwrap();
+
+    // The broker goes away (its in-memory log with it) while uploads
+    // continue: the function answers 201 or, while the bridge cannot
+    // deliver, 503 with the video kept.
+    stack.kafka.stop();
+    let mut uploaded = Vec::new();
+    for _ in 0..2 {
+        uploaded.push(upload_kept(&stack, &clip).await.1);
+    }
+    stack.kafka.resume().await.unwrap();
+    stack.kafka.create_xtream_topics().await.unwrap();
+    // Publishing recovers once the bridge reconnects.
+    let mut recovered = false;
+    for _ in 0..30 {
+        let (status, id) = upload_kept(&stack, &clip).await;
+        uploaded.push(id);
+        if status == 201 {
+            recovered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    assert!(
+        recovered,
+        "uploads were not announced again after the broker came back"
+    );
+
+    let reference = key_shape(&bucket, &before_id).await;
+    for id in &uploaded {
+        let record = wait_for_status(&bucket, id, &["ready"], PATIENCE)
+            .await
+            .unwrap_or_else(|e| panic!("{e}\nworker log:\n{}", worker.log()));
+        assert_eq!(record["status"], "ready");
+        assert_eq!(key_shape(&bucket, id).await, reference, "outputs of {id}");
+    }
+}
