@@ -152,7 +152,8 @@ cat >&2 <<TXT
 
 Xtream is up on minikube ($ip).
   health:  curl -H 'Host: server.video.localhost' http://$ip/health/ready
-  upload:  curl -H 'Host: server.video.localhost' -F video=@my.mp4 -F title='My video' http://$ip/api/videos
+  upload:  curl -H 'Host: server.video.localhost' -H 'Authorization: Bearer dev-only-xtream-api-key-change-me' \
+               -F video=@my.mp4 -F title='My video' http://$ip/api/videos   (key: Secret xtream-api)
   list:    curl -H 'Host: server.video.localhost' http://$ip/api/videos
   console: http://minio-console.video.localhost (map it to $ip in /etc/hosts)
 TXT

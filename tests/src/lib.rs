@@ -3,18 +3,31 @@
 //! - [`Garage`]: a real S3 server (Garage, single node) on free loopback ports.
 //! - [`Platform`]: the real `.wasm` components from spin.toml, served by the
 //!   embedded host (`xtream-host`) against a Garage.
+//! - [`Stack`]: all of the above plus Kafka and its HTTP bridge: what a
+//!   test of the API starts.
 //! - [`Bucket`]: direct S3 access, to check what the platform really stored.
+//! - [`Tansu`]: a real Kafka-compatible broker (tansu, in memory).
+//! - [`Worker`]: the real `xtream-worker` binary, in run or bridge mode.
+//! - [`cli`]: the real `xtream` CLI binary, run as a child process.
 //! - [`bodies`]: generated request bodies, streamed so that large ones are
 //!   never held in memory by the test either.
 
 pub mod bodies;
+pub mod cli;
+pub mod clips;
 pub mod garage;
+pub mod kafka;
 pub mod platform;
 pub mod s3;
+pub mod stack;
+pub mod worker;
 
 pub use garage::Garage;
+pub use kafka::Tansu;
 pub use platform::Platform;
 pub use s3::Bucket;
+pub use stack::Stack;
+pub use worker::Worker;
 
 /// Resident memory of this process, in bytes (Linux).
 pub fn resident_bytes() -> u64 {

@@ -77,6 +77,22 @@ impl Bucket {
         Ok(Some(response.error_for_status()?.bytes().await?.to_vec()))
     }
 
+    /// Stores an object.
+    pub async fn put(&self, key: &str, body: Vec<u8>, content_type: &str) -> anyhow::Result<()> {
+        let url = self
+            .bucket
+            .put_object(Some(&self.credentials), key)
+            .sign(TTL);
+        self.http
+            .put(url)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await?
+            .error_for_status()?;
+        Ok(())
+    }
+
     /// An object's SHA-256 and length, read as a stream.
     pub async fn digest(&self, key: &str) -> anyhow::Result<(String, u64)> {
         use futures::StreamExt;
@@ -95,6 +111,20 @@ impl Bucket {
             hasher.update(&chunk);
         }
         Ok((hex(&hasher.finalize()), length))
+    }
+
+    /// The part numbers S3 holds of multipart upload `upload_id` of `key`;
+    /// `None` when the upload is not open (completed, aborted or unknown).
+    pub async fn parts(&self, key: &str, upload_id: &str) -> anyhow::Result<Option<Vec<u16>>> {
+        use rusty_s3::actions::ListParts;
+        let action = ListParts::new(&self.bucket, Some(&self.credentials), key, upload_id);
+        let response = self.http.get(action.sign(TTL)).send().await?;
+        if response.status() == 404 {
+            return Ok(None);
+        }
+        let text = response.error_for_status()?.text().await?;
+        let listing = ListParts::parse_response(&text)?;
+        Ok(Some(listing.parts.into_iter().map(|p| p.number).collect()))
     }
 
     /// An object's Content-Type.

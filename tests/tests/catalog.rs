@@ -1,7 +1,7 @@
 //! Listing and getting videos: newest first, paged with opaque cursors.
 
 use serde_json::Value;
-use xtream_tests::{Garage, Platform};
+use xtream_tests::{Platform, Stack};
 
 async fn upload(platform: &Platform, title: &str) -> String {
     let response = platform
@@ -20,11 +20,11 @@ async fn upload(platform: &Platform, title: &str) -> String {
 
 #[tokio::test]
 async fn pages_through_the_catalog_newest_first() {
-    let garage = Garage::start().await.unwrap();
-    let platform = Platform::start(&garage).await.unwrap();
+    let stack = Stack::start().await.unwrap();
+    let platform = &stack.platform;
     let mut uploaded = Vec::new();
     for n in 0..7 {
-        uploaded.push(upload(&platform, &format!("video {n}")).await);
+        uploaded.push(upload(platform, &format!("video {n}")).await);
         // Creation times are kept to the millisecond; keep them distinct.
         tokio::time::sleep(std::time::Duration::from_millis(3)).await;
     }
@@ -64,8 +64,8 @@ async fn pages_through_the_catalog_newest_first() {
 
 #[tokio::test]
 async fn an_empty_catalog_is_an_empty_page() {
-    let garage = Garage::start().await.unwrap();
-    let platform = Platform::start(&garage).await.unwrap();
+    let stack = Stack::start().await.unwrap();
+    let platform = &stack.platform;
     let (status, page) = platform.get_json("/api/videos").await.unwrap();
     assert_eq!(status, 200);
     assert_eq!(page, serde_json::json!({"videos": [], "next_cursor": null}));
@@ -73,8 +73,8 @@ async fn an_empty_catalog_is_an_empty_page() {
 
 #[tokio::test]
 async fn bad_listing_and_lookup_requests_get_json_errors() {
-    let garage = Garage::start().await.unwrap();
-    let platform = Platform::start(&garage).await.unwrap();
+    let stack = Stack::start().await.unwrap();
+    let platform = &stack.platform;
     let cases = [
         ("/api/videos?limit=0", 400, "bad_request"),
         ("/api/videos?limit=101", 400, "bad_request"),

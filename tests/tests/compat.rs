@@ -1,13 +1,13 @@
 //! The original Xtream routes keep working for existing clients.
 
 use serde_json::Value;
+use xtream_tests::Stack;
 use xtream_tests::bodies::{self, FormPart};
-use xtream_tests::{Garage, Platform};
 
 #[tokio::test]
 async fn original_upload_list_and_get_routes_work() {
-    let garage = Garage::start().await.unwrap();
-    let platform = Platform::start(&garage).await.unwrap();
+    let stack = Stack::start().await.unwrap();
+    let platform = &stack.platform;
 
     // What `curl -F video=@clip.mp4 /upload` sends.
     let (body, content_type) = bodies::form(&[FormPart {

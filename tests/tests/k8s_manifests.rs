@@ -1585,7 +1585,7 @@ fn endpoint_violations(objects: &[Value]) -> Vec<String> {
 /// (created by hand; see the overlay's kustomization.yaml).
 fn external_secrets(overlay: &str) -> &'static [&'static str] {
     match overlay {
-        "production" => &["minio-root", "xtream-s3"],
+        "production" => &["minio-root", "xtream-s3", "xtream-api"],
         _ => &[],
     }
 }
@@ -1753,13 +1753,16 @@ fn overlays_deploy_everything_the_platform_needs() {
             "max_upload_bytes",
             "kafka_bridge_url",
             "uploads_topic",
+            "api_keys",
+            "read_requires_key",
+            "s3_public_endpoint",
         ] {
             assert!(
                 variables.contains(var),
                 "{overlay}: SpinApp lacks variable {var}"
             );
         }
-        for secret in ["s3_access_key", "s3_secret_key"] {
+        for secret in ["s3_access_key", "s3_secret_key", "api_keys"] {
             let v = items(app, "/spec/variables")
                 .iter()
                 .find(|v| s(v, "/name") == secret)

@@ -4,14 +4,14 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
-use xtream_tests::{Garage, Platform, bodies, resident_bytes};
+use xtream_tests::{Stack, bodies, resident_bytes};
 
 const SIZE: u64 = 200 * 1024 * 1024;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_200_mib_upload_streams_with_flat_memory() {
-    let garage = Garage::start().await.unwrap();
-    let platform = Platform::start(&garage).await.unwrap();
+    let stack = Stack::start().await.unwrap();
+    let (platform, garage) = (&stack.platform, &stack.garage);
 
     // Warm up: the first request sizes the instance pool and allocator.
     let response = platform

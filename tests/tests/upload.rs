@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 use xtream_tests::bodies::{self, FormPart};
-use xtream_tests::{Garage, Platform};
+use xtream_tests::{Garage, Stack};
 
 async fn stored_keys(garage: &Garage) -> Vec<String> {
     let bucket = garage.bucket();
@@ -14,8 +14,8 @@ async fn stored_keys(garage: &Garage) -> Vec<String> {
 
 #[tokio::test]
 async fn raw_upload_stores_the_original_and_a_record() {
-    let garage = Garage::start().await.unwrap();
-    let platform = Platform::start(&garage).await.unwrap();
+    let stack = Stack::start().await.unwrap();
+    let (platform, garage) = (&stack.platform, &stack.garage);
     let content = bodies::patterned_vec(300_000, 1).await;
 
     let response = platform
@@ -57,7 +57,15 @@ async fn raw_upload_stores_the_original_and_a_record() {
             .unwrap(),
     )
     .unwrap();
-    assert_eq!(stored, record);
+    // The API shows the stored record plus its playback links.
+    let mut shown = record.clone();
+    shown.as_object_mut().unwrap().remove("playback");
+    assert_eq!(stored, shown);
+    assert_eq!(
+        record["playback"]["original"],
+        format!("{location}/original")
+    );
+    assert!(record["playback"].get("hls").is_none());
 
     let (status, fetched) = platform.get_json(&location).await.unwrap();
     assert_eq!(status, 200);
@@ -66,8 +74,8 @@ async fn raw_upload_stores_the_original_and_a_record() {
 
 #[tokio::test]
 async fn multipart_upload_takes_the_video_field_and_title() {
-    let garage = Garage::start().await.unwrap();
-    let platform = Platform::start(&garage).await.unwrap();
+    let stack = Stack::start().await.unwrap();
+    let (platform, garage) = (&stack.platform, &stack.garage);
     // Larger than one 8 MiB part, so the S3 multipart path is taken.
     let content = bodies::patterned_vec(9 * 1024 * 1024 + 123, 2).await;
     let (body, content_type) = bodies::form(&[
@@ -122,8 +130,8 @@ async fn multipart_upload_takes_the_video_field_and_title() {
 
 #[tokio::test]
 async fn title_defaults_to_the_file_name() {
-    let garage = Garage::start().await.unwrap();
-    let platform = Platform::start(&garage).await.unwrap();
+    let stack = Stack::start().await.unwrap();
+    let platform = &stack.platform;
     let (body, content_type) = bodies::form(&[FormPart {
         name: "video",
         filename: Some("sunset over the sea.webm"),
@@ -166,10 +174,10 @@ async fn assert_refused(
 
 #[tokio::test]
 async fn refuses_bad_uploads_with_json_errors_and_stores_nothing() {
-    let garage = Garage::start().await.unwrap();
-    let platform = Platform::start_with(&garage, &[("max_upload_bytes", "10MiB")])
+    let stack = Stack::start_with(&[("max_upload_bytes", "10MiB")])
         .await
         .unwrap();
+    let (platform, garage) = (&stack.platform, &stack.garage);
     let post = || platform.client.post(platform.url("/api/videos"));
 
     // 415: not a video.
@@ -179,7 +187,7 @@ async fn refuses_bad_uploads_with_json_errors_and_stores_nothing() {
         .send()
         .await
         .unwrap();
-    assert_refused(&garage, response, 415, "unsupported_media_type").await;
+    assert_refused(garage, response, 415, "unsupported_media_type").await;
     let (body, content_type) = bodies::form(&[FormPart {
         name: "video",
         filename: Some("notes.txt"),
@@ -192,7 +200,7 @@ async fn refuses_bad_uploads_with_json_errors_and_stores_nothing() {
         .send()
         .await
         .unwrap();
-    assert_refused(&garage, response, 415, "unsupported_media_type").await;
+    assert_refused(garage, response, 415, "unsupported_media_type").await;
 
     // 411: a streamed body without a declared length.
     let stream = bodies::patterned(1000, 3);
@@ -202,7 +210,7 @@ async fn refuses_bad_uploads_with_json_errors_and_stores_nothing() {
         .send()
         .await
         .unwrap();
-    assert_refused(&garage, response, 411, "length_required").await;
+    assert_refused(garage, response, 411, "length_required").await;
 
     // 413: declared too large, refused before the body is read.
     let response = post()
@@ -213,7 +221,7 @@ async fn refuses_bad_uploads_with_json_errors_and_stores_nothing() {
         .await;
     // The server may answer and close before the client has sent it all.
     if let Ok(response) = response {
-        assert_refused(&garage, response, 413, "payload_too_large").await;
+        assert_refused(garage, response, 413, "payload_too_large").await;
     }
 
     // 413: a multipart file that grows past the limit while streaming, after
@@ -231,7 +239,7 @@ async fn refuses_bad_uploads_with_json_errors_and_stores_nothing() {
         .send()
         .await
         .unwrap();
-    assert_refused(&garage, response, 413, "payload_too_large").await;
+    assert_refused(garage, response, 413, "payload_too_large").await;
 
     // 400: a form without a video, an empty video, a truncated form.
     let (body, content_type) = bodies::form(&[FormPart {
@@ -246,7 +254,7 @@ async fn refuses_bad_uploads_with_json_errors_and_stores_nothing() {
         .send()
         .await
         .unwrap();
-    assert_refused(&garage, response, 400, "bad_request").await;
+    assert_refused(garage, response, 400, "bad_request").await;
     let (body, content_type) = bodies::form(&[FormPart {
         name: "video",
         filename: Some("empty.mp4"),
@@ -259,7 +267,7 @@ async fn refuses_bad_uploads_with_json_errors_and_stores_nothing() {
         .send()
         .await
         .unwrap();
-    assert_refused(&garage, response, 400, "bad_request").await;
+    assert_refused(garage, response, 400, "bad_request").await;
     let (mut body, content_type) = bodies::form(&[FormPart {
         name: "video",
         filename: Some("cut.mp4"),
@@ -273,7 +281,7 @@ async fn refuses_bad_uploads_with_json_errors_and_stores_nothing() {
         .send()
         .await
         .unwrap();
-    assert_refused(&garage, response, 400, "bad_request").await;
+    assert_refused(garage, response, 400, "bad_request").await;
 
     // 400: a title with control characters.
     let response = post()
@@ -283,7 +291,7 @@ async fn refuses_bad_uploads_with_json_errors_and_stores_nothing() {
         .send()
         .await
         .unwrap();
-    assert_refused(&garage, response, 400, "bad_request").await;
+    assert_refused(garage, response, 400, "bad_request").await;
 
     // 400: multipart without a boundary.
     let response = post()
@@ -292,7 +300,7 @@ async fn refuses_bad_uploads_with_json_errors_and_stores_nothing() {
         .send()
         .await
         .unwrap();
-    assert_refused(&garage, response, 400, "bad_request").await;
+    assert_refused(garage, response, 400, "bad_request").await;
 
     // 405 on the collection.
     let response = platform
@@ -301,7 +309,7 @@ async fn refuses_bad_uploads_with_json_errors_and_stores_nothing() {
         .send()
         .await
         .unwrap();
-    assert_refused(&garage, response, 405, "method_not_allowed").await;
+    assert_refused(garage, response, 405, "method_not_allowed").await;
 
     // And the service still works afterwards.
     let response = post()

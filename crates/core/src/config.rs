@@ -69,6 +69,23 @@ impl StorageSettings {
     }
 }
 
+/// The S3 base URL clients are given in presigned part URLs: `public`
+/// (`s3_public_endpoint`) when set, else the internal `endpoint`. Only
+/// checked here; the platform never calls it.
+pub fn public_endpoint(public: &str, endpoint: &str) -> Result<String, InvalidSetting> {
+    let public = public.trim().trim_end_matches('/');
+    if public.is_empty() {
+        return Ok(endpoint.trim().trim_end_matches('/').to_owned());
+    }
+    if !(public.starts_with("http://") || public.starts_with("https://")) {
+        return Err(InvalidSetting {
+            name: "s3_public_endpoint",
+            problem: format!("must be an http:// or https:// URL, not {public:?}"),
+        });
+    }
+    Ok(public.to_owned())
+}
+
 /// S3 refuses multipart uploads of more parts than this.
 const MAX_PARTS: u64 = 10_000;
 /// Parts (but the last) must be at least 5 MiB; 8 MiB keeps requests few
@@ -142,6 +159,24 @@ mod tests {
         let huge = UploadLimits { max_bytes: 1 << 40 };
         assert!(huge.part_size() * MAX_PARTS >= huge.max_bytes);
         assert_eq!(huge.part_size() % (1024 * 1024), 0);
+    }
+
+    #[test]
+    fn the_public_endpoint_defaults_to_the_internal_one() {
+        assert_eq!(
+            public_endpoint("", "http://garage:3900/").unwrap(),
+            "http://garage:3900"
+        );
+        assert_eq!(
+            public_endpoint("https://s3.example.com/", "http://garage:3900").unwrap(),
+            "https://s3.example.com"
+        );
+        assert_eq!(
+            public_endpoint("s3.example.com", "http://x")
+                .unwrap_err()
+                .name,
+            "s3_public_endpoint"
+        );
     }
 
     #[test]

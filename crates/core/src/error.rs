@@ -44,6 +44,17 @@ impl ApiError {
         Self::new(400, "bad_request", message)
     }
 
+    /// 401: the request needs an API key and sent none (or a malformed
+    /// `Authorization` header). Answered with `WWW-Authenticate: Bearer`.
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(401, "unauthorized", message)
+    }
+
+    /// 403: the request sent an API key that is not one of ours.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(403, "forbidden", message)
+    }
+
     /// 404: no such video (or route).
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::new(404, "not_found", message)
@@ -63,6 +74,17 @@ impl ApiError {
     /// video that is still transcoding).
     pub fn conflict(message: impl Into<String>) -> Self {
         Self::new(409, "not_ready", message)
+    }
+
+    /// 409: a resumable upload cannot be completed yet: parts are missing
+    /// or do not add up to the declared size.
+    pub fn upload_incomplete(message: impl Into<String>) -> Self {
+        Self::new(409, "upload_incomplete", message)
+    }
+
+    /// 410: a resumable upload outlived its expiry; start a new one.
+    pub fn upload_expired(message: impl Into<String>) -> Self {
+        Self::new(410, "upload_expired", message)
     }
 
     /// 411: an upload must declare its size up front.
@@ -154,5 +176,9 @@ mod tests {
         assert_eq!(ApiError::too_large(1).status, 413);
         assert_eq!(ApiError::method_not_allowed("PUT", &["GET"]).status, 405);
         assert_eq!(ApiError::storage_unavailable("down").status, 503);
+        assert_eq!(ApiError::unauthorized("no key").status, 401);
+        assert_eq!(ApiError::forbidden("wrong key").status, 403);
+        assert_eq!(ApiError::upload_incomplete("parts missing").status, 409);
+        assert_eq!(ApiError::upload_expired("too late").status, 410);
     }
 }

@@ -6,6 +6,7 @@
 //! videos/{id}/hls/...           HLS master playlist, renditions and segments
 //! videos/{id}/thumbnail.jpg     poster image
 //! catalog/{newest-first}-{id}   empty index entry, one per video
+//! uploads/{id}.json             a resumable upload in progress (its session)
 //! ```
 //!
 //! S3 lists keys in ascending byte order and can start after any key, so the
@@ -18,6 +19,22 @@ use jiff::Timestamp;
 
 /// Prefix of every catalog index entry.
 pub const CATALOG_PREFIX: &str = "catalog/";
+
+/// Prefix of every resumable upload session.
+pub const UPLOADS_PREFIX: &str = "uploads/";
+
+/// The session of the resumable upload that becomes video `id`.
+pub fn upload_session(id: VideoId) -> String {
+    format!("{UPLOADS_PREFIX}{id}.json")
+}
+
+/// The video an upload session key belongs to, if `key` is one.
+pub fn id_of_upload_session(key: &str) -> Option<VideoId> {
+    key.strip_prefix(UPLOADS_PREFIX)?
+        .strip_suffix(".json")?
+        .parse()
+        .ok()
+}
 
 /// Prefix of everything stored for one video.
 pub fn video_prefix(id: VideoId) -> String {
@@ -109,6 +126,17 @@ mod tests {
         assert!(hls_master(id).starts_with(&hls_prefix(id)));
         assert!(hls_prefix(id).starts_with(&video_prefix(id)));
         assert!(thumbnail(id).starts_with(&video_prefix(id)));
+    }
+
+    #[test]
+    fn upload_sessions_live_outside_the_videos() {
+        let id = VideoId::random();
+        let key = upload_session(id);
+        assert!(key.starts_with(UPLOADS_PREFIX));
+        assert!(!key.starts_with(&video_prefix(id)));
+        assert_eq!(id_of_upload_session(&key), Some(id));
+        assert_eq!(id_of_upload_session("uploads/x.json"), None);
+        assert_eq!(id_of_upload_session(&record(id)), None);
     }
 
     #[test]

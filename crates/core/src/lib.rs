@@ -7,6 +7,7 @@
 //! worker and the tests all use these types, so the rules live in one place
 //! and are unit-tested natively in milliseconds.
 
+pub mod auth;
 pub mod catalog;
 pub mod config;
 pub mod error;
@@ -18,6 +19,7 @@ pub mod multipart;
 pub mod playback;
 pub mod range;
 pub mod record;
+pub mod resumable;
 pub mod route;
 pub mod upload;
 

@@ -4,6 +4,7 @@
 //! `GET /api/videos` from `POST /api/videos` and answer 405 for the rest.
 //! Paths arrive whole (Spin passes the full original path).
 
+use crate::auth::Access;
 use crate::playback::{MediaObject, media_object};
 use crate::{ApiError, VideoId};
 
@@ -16,6 +17,18 @@ pub enum ApiRoute {
     UploadVideo,
     /// `GET /api/videos/{id}`
     GetVideo(VideoId),
+    /// `DELETE /api/videos/{id}`
+    DeleteVideo(VideoId),
+}
+
+impl ApiRoute {
+    /// Whether the operation reads or writes.
+    pub fn access(self) -> Access {
+        match self {
+            ApiRoute::ListVideos | ApiRoute::GetVideo(_) => Access::Read,
+            ApiRoute::UploadVideo | ApiRoute::DeleteVideo(_) => Access::Write,
+        }
+    }
 }
 
 /// Routes a request of the `videos` component.
@@ -31,9 +44,57 @@ pub fn api_route(method: &str, path: &str) -> Result<ApiRoute, ApiError> {
         },
         id => {
             let id = video_id(id.strip_prefix('/').ok_or_else(|| unknown(path))?)?;
-            only_get(method)?;
-            Ok(ApiRoute::GetVideo(id))
+            match method {
+                "GET" | "HEAD" => Ok(ApiRoute::GetVideo(id)),
+                "DELETE" => Ok(ApiRoute::DeleteVideo(id)),
+                _ => Err(ApiError::method_not_allowed(method, &["GET", "DELETE"])),
+            }
         }
+    }
+}
+
+/// Operations of the `uploads` component (`/api/uploads/...`): resumable
+/// uploads. Every one of them writes (or reveals an upload in progress),
+/// so all need an API key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UploadsRoute {
+    /// `POST /api/uploads`
+    Create,
+    /// `GET /api/uploads/{id}`
+    Status(VideoId),
+    /// `POST /api/uploads/{id}/complete`
+    Complete(VideoId),
+    /// `DELETE /api/uploads/{id}`
+    Abort(VideoId),
+}
+
+/// Routes a request of the `uploads` component.
+pub fn uploads_route(method: &str, path: &str) -> Result<UploadsRoute, ApiError> {
+    let rest = path
+        .strip_prefix("/api/uploads")
+        .ok_or_else(|| unknown(path))?
+        .trim_end_matches('/');
+    if rest.is_empty() {
+        return match method {
+            "POST" => Ok(UploadsRoute::Create),
+            _ => Err(ApiError::method_not_allowed(method, &["POST"])),
+        };
+    }
+    let rest = rest.strip_prefix('/').ok_or_else(|| unknown(path))?;
+    let (id, action) = match rest.split_once('/') {
+        Some((id, action)) => (id, Some(action)),
+        None => (rest, None),
+    };
+    let id: VideoId = id
+        .parse()
+        .map_err(|_| ApiError::not_found(format!("no upload with id {id:?}")))?;
+    match (action, method) {
+        (None, "GET" | "HEAD") => Ok(UploadsRoute::Status(id)),
+        (None, "DELETE") => Ok(UploadsRoute::Abort(id)),
+        (None, _) => Err(ApiError::method_not_allowed(method, &["GET", "DELETE"])),
+        (Some("complete"), "POST") => Ok(UploadsRoute::Complete(id)),
+        (Some("complete"), _) => Err(ApiError::method_not_allowed(method, &["POST"])),
+        (Some(_), _) => Err(unknown(path)),
     }
 }
 
@@ -59,6 +120,17 @@ pub enum LegacyRoute {
     List,
     /// `GET /video/{id}`
     Get(VideoId),
+}
+
+impl LegacyRoute {
+    /// Whether the operation reads or writes: `POST /upload` follows the
+    /// same rule as `POST /api/videos`.
+    pub fn access(self) -> Access {
+        match self {
+            LegacyRoute::Upload => Access::Write,
+            LegacyRoute::List | LegacyRoute::Get(_) => Access::Read,
+        }
+    }
 }
 
 /// Routes a request of the `legacy` component.
@@ -132,6 +204,57 @@ mod tests {
             api_route("GET", &format!("/api/videos/{id}")),
             Ok(ApiRoute::GetVideo(id))
         );
+    }
+
+    #[test]
+    fn deletes_one_video_with_a_key() {
+        let id = VideoId::random();
+        let route = api_route("DELETE", &format!("/api/videos/{id}")).unwrap();
+        assert_eq!(route, ApiRoute::DeleteVideo(id));
+        assert_eq!(route.access(), Access::Write);
+        assert_eq!(ApiRoute::UploadVideo.access(), Access::Write);
+        assert_eq!(ApiRoute::ListVideos.access(), Access::Read);
+        assert_eq!(LegacyRoute::Upload.access(), Access::Write);
+        assert_eq!(LegacyRoute::List.access(), Access::Read);
+    }
+
+    #[test]
+    fn routes_resumable_uploads() {
+        let id = VideoId::random();
+        let at = |method, path: &str| uploads_route(method, path);
+        assert_eq!(at("POST", "/api/uploads"), Ok(UploadsRoute::Create));
+        assert_eq!(at("POST", "/api/uploads/"), Ok(UploadsRoute::Create));
+        assert_eq!(
+            at("GET", &format!("/api/uploads/{id}")),
+            Ok(UploadsRoute::Status(id))
+        );
+        assert_eq!(
+            at("DELETE", &format!("/api/uploads/{id}")),
+            Ok(UploadsRoute::Abort(id))
+        );
+        assert_eq!(
+            at("POST", &format!("/api/uploads/{id}/complete")),
+            Ok(UploadsRoute::Complete(id))
+        );
+        assert_eq!(at("GET", "/api/uploads").unwrap_err().status, 405);
+        assert_eq!(
+            at("PUT", &format!("/api/uploads/{id}")).unwrap_err().status,
+            405
+        );
+        assert_eq!(
+            at("GET", &format!("/api/uploads/{id}/complete"))
+                .unwrap_err()
+                .status,
+            405
+        );
+        assert_eq!(
+            at("POST", &format!("/api/uploads/{id}/finish"))
+                .unwrap_err()
+                .status,
+            404
+        );
+        assert_eq!(at("GET", "/api/uploads/nope").unwrap_err().status, 404);
+        assert_eq!(at("POST", "/api/uploadsx").unwrap_err().status, 404);
     }
 
     #[test]

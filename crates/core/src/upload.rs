@@ -135,6 +135,48 @@ pub fn video_content_type(declared: Option<&str>, filename: &str) -> Result<Stri
     )))
 }
 
+/// Video types accepted from clients that declare their upload up front
+/// (resumable uploads): those of [`content_type_for_extension`] plus common
+/// aliases browsers and tools report.
+const DECLARED_VIDEO_TYPES: [&str; 15] = [
+    "video/mp4",
+    "video/x-m4v",
+    "video/quicktime",
+    "video/x-matroska",
+    "video/matroska",
+    "video/webm",
+    "video/x-msvideo",
+    "video/avi",
+    "video/mpeg",
+    "video/mp2t",
+    "video/3gpp",
+    "video/x-flv",
+    "video/x-ms-wmv",
+    "video/ogg",
+    "video/h264",
+];
+
+/// The MIME type of an upload declared before any byte is sent, checked
+/// against allow-lists: its extension (when it has one) must be a video
+/// extension, and its type (declared, or else from the extension) a known
+/// video type. Anything else is a 415, so nothing is stored for it.
+pub fn declared_video_type(declared: Option<&str>, filename: &str) -> Result<String, ApiError> {
+    let has_extension = matches!(filename.rsplit_once('.'), Some((stem, ext)) if !stem.is_empty() && !ext.is_empty());
+    if has_extension && content_type_for_extension(filename).is_none() {
+        return Err(ApiError::unsupported_media_type(format!(
+            "{filename:?} does not have a video file extension; send a file such as .mp4, .mov, .mkv or .webm"
+        )));
+    }
+    let content_type = video_content_type(declared, filename)?;
+    if !DECLARED_VIDEO_TYPES.contains(&content_type.as_str()) {
+        return Err(ApiError::unsupported_media_type(format!(
+            "{content_type:?} is not a video type we accept; send one of {}",
+            DECLARED_VIDEO_TYPES.join(", ")
+        )));
+    }
+    Ok(content_type)
+}
+
 fn is_mime_token_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$&-^_.+".contains(&b)
 }
@@ -375,6 +417,35 @@ mod tests {
                 .status,
             415
         );
+    }
+
+    #[test]
+    fn declared_uploads_meet_both_allow_lists() {
+        assert_eq!(
+            declared_video_type(Some("video/mp4"), "a.mp4").unwrap(),
+            "video/mp4"
+        );
+        assert_eq!(
+            declared_video_type(None, "a.mkv").unwrap(),
+            "video/x-matroska"
+        );
+        assert_eq!(
+            declared_video_type(Some("video/quicktime"), "no extension").unwrap(),
+            "video/quicktime"
+        );
+        for (declared, filename) in [
+            (Some("video/mp4"), "notes.txt"),
+            (Some("video/x-unheard-of"), "a.mp4"),
+            (Some("image/png"), "a.mp4"),
+            (None, "video"),
+            (Some("application/octet-stream"), "a.exe"),
+        ] {
+            assert_eq!(
+                declared_video_type(declared, filename).unwrap_err().status,
+                415,
+                "{declared:?} {filename}"
+            );
+        }
     }
 
     #[test]

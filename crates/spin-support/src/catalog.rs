@@ -54,3 +54,23 @@ async fn find(store: &ObjectStore, id: VideoId) -> Result<Option<VideoRecord>, A
         .map(Some)
         .map_err(|e| ApiError::internal(format!("the record of {id} is unreadable: {e}")))
 }
+
+/// Deletes video `id`: its catalog entry first (it stops being listed), then
+/// every object under its prefix, the record last, so a delete cut short
+/// can simply be repeated. A 404 when there is no such video.
+pub async fn delete(store: &ObjectStore, id: VideoId) -> Result<(), ApiError> {
+    let record = get(store, id).await?;
+    store
+        .delete(&keys::catalog_entry(record.created_at, id))
+        .await?;
+    let record_key = keys::record(id);
+    let objects: Vec<String> = store
+        .list_all(&keys::video_prefix(id))
+        .await?
+        .into_iter()
+        .filter(|key| *key != record_key)
+        .collect();
+    store.delete_many(&objects).await?;
+    store.delete(&record_key).await?;
+    Ok(())
+}

@@ -2,6 +2,7 @@
 
 use spin_sdk::variables;
 use xtream_core::ApiError;
+use xtream_core::auth::{ApiKeys, parse_read_requires_key};
 use xtream_core::config::{InvalidSetting, StorageSettings, UploadLimits};
 
 /// A Spin variable of this component; a missing one is a misconfiguration.
@@ -32,4 +33,23 @@ pub fn storage_settings() -> Result<StorageSettings, ApiError> {
 /// The upload size limit.
 pub fn upload_limits() -> Result<UploadLimits, ApiError> {
     UploadLimits::parse(&variable("max_upload_bytes")?).map_err(misconfigured)
+}
+
+/// Where clients reach S3 (for presigned part URLs).
+pub fn public_endpoint() -> Result<String, ApiError> {
+    xtream_core::config::public_endpoint(
+        &variable("s3_public_endpoint")?,
+        &variable("s3_endpoint")?,
+    )
+    .map_err(misconfigured)
+}
+
+/// The API keys writes must present.
+pub fn api_keys() -> Result<ApiKeys, ApiError> {
+    ApiKeys::parse(&variable("api_keys")?).map_err(misconfigured)
+}
+
+/// Whether reads need an API key too.
+pub fn read_requires_key() -> Result<bool, ApiError> {
+    parse_read_requires_key(&variable("read_requires_key")?).map_err(misconfigured)
 }

@@ -50,7 +50,29 @@ pub async fn respond_json(
 
 /// Answers with an [`ApiError`]'s status and JSON body.
 pub async fn respond_error(out: ResponseOutparam, error: &ApiError) {
-    respond_bytes(out, error.status, error.to_json().into_bytes(), &[]).await;
+    // RFC 7235: a 401 names the scheme that would be accepted.
+    let challenge: &[(&str, String)] = if error.status == 401 {
+        &[("www-authenticate", AUTH_CHALLENGE.to_owned())]
+    } else {
+        &[]
+    };
+    respond_bytes(out, error.status, error.to_json().into_bytes(), challenge).await;
+}
+
+/// The `WWW-Authenticate` challenge of every 401.
+pub const AUTH_CHALLENGE: &str = "Bearer realm=\"xtream\"";
+
+/// Answers 204 No Content.
+pub async fn respond_no_content(out: ResponseOutparam) {
+    let headers = [("cache-control".to_owned(), b"no-store".to_vec())];
+    let Ok(fields) = Fields::from_list(&headers) else {
+        return;
+    };
+    let response = OutgoingResponse::new(fields);
+    if response.set_status_code(204).is_err() {
+        return;
+    }
+    let _ = out.set_with_body(response, Vec::new()).await;
 }
 
 /// Answers with `result`: the value as JSON with `status`, or the error.

@@ -3,12 +3,15 @@
 //! The decisions live in `xtream-core`; this crate does the I/O around them
 //! inside a Spin component: it reads Spin variables, talks S3 over
 //! `wasi:http` (signed with rusty-s3), streams uploads into multipart S3
-//! uploads, reads the catalog, and writes JSON responses.
+//! uploads, opens and completes resumable uploads, reads and deletes from
+//! the catalog, checks API keys, and writes JSON responses.
 
 pub mod announce;
+pub mod auth;
 pub mod catalog;
 pub mod config;
 pub mod http;
+pub mod resumable;
 pub mod storage;
 pub mod stream;
 pub mod upload;

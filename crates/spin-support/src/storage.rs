@@ -1,15 +1,20 @@
 //! A small S3 client over `wasi:http`: requests are presigned with rusty-s3
 //! (maintained SigV4, no hand-written signing) and sent with spin-sdk.
 
-use rusty_s3::actions::{CreateMultipartUpload, ListObjectsV2};
+use rusty_s3::actions::{
+    CreateMultipartUpload, DeleteObjectsResponse, ListObjectsV2, ListParts, ObjectIdentifier,
+};
 use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
 use spin_sdk::http::{IncomingResponse, Method, Request, Response};
 use std::time::Duration;
 use xtream_core::ApiError;
 use xtream_core::config::StorageSettings;
+use xtream_core::resumable::StoredPart;
 
 /// Presigned URLs only need to outlive the start of their request.
 const SIGNATURE_TTL: Duration = Duration::from_secs(15 * 60);
+/// S3 deletes at most this many keys per DeleteObjects request.
+const DELETE_BATCH: usize = 1000;
 
 /// Why a storage call failed.
 #[derive(Debug)]
@@ -263,11 +268,165 @@ impl ObjectStore {
             .bucket
             .abort_multipart_upload(Some(&self.credentials), key, upload_id)
             .sign(SIGNATURE_TTL);
-        expect_success(
-            send(Method::Delete, url, None, &[]).await?,
-            "ABORT multipart upload",
+        let response = send(Method::Delete, url, None, &[]).await?;
+        // Already aborted or completed: nothing is left to free.
+        if *response.status() == 404 {
+            return Ok(());
+        }
+        expect_success(response, "ABORT multipart upload").map(drop)
+    }
+
+    /// The parts S3 holds of a multipart upload, in order; `None` when the
+    /// upload is no longer open (completed, aborted or unknown).
+    pub async fn list_parts(
+        &self,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<Option<Vec<StoredPart>>, StorageError> {
+        let mut parts = Vec::new();
+        let mut marker = None;
+        loop {
+            let mut action = ListParts::new(&self.bucket, Some(&self.credentials), key, upload_id);
+            if let Some(marker) = marker {
+                action.set_part_number_marker(marker);
+            }
+            let url = action.sign(SIGNATURE_TTL);
+            let response = send(Method::Get, url, None, &[]).await?;
+            if *response.status() == 404 {
+                return Ok(None);
+            }
+            let response = expect_success(response, "LIST parts")?;
+            let text = String::from_utf8_lossy(response.body());
+            let page = ListParts::parse_response(&text)
+                .map_err(|e| StorageError::BadResponse(format!("part listing: {e}")))?;
+            parts.extend(page.parts.into_iter().map(|p| StoredPart {
+                number: p.number,
+                etag: p.etag,
+                size: p.size,
+            }));
+            match page.next_part_number_marker {
+                Some(next) => marker = Some(next),
+                None => return Ok(Some(parts)),
+            }
+        }
+    }
+
+    /// Every key under `prefix`, in key order (one LIST per 1000 keys).
+    pub async fn list_all(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
+        let mut keys = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut action = self.bucket.list_objects_v2(Some(&self.credentials));
+            action.with_prefix(prefix);
+            if let Some(token) = token.take() {
+                action.with_continuation_token(token);
+            }
+            let url = action.sign(SIGNATURE_TTL);
+            let response =
+                expect_success(send(Method::Get, url, None, &[]).await?, "LIST objects")?;
+            let text = String::from_utf8_lossy(response.body());
+            let page = ListObjectsV2::parse_response(&text)
+                .map_err(|e| StorageError::BadResponse(format!("listing: {e}")))?;
+            keys.extend(page.contents.into_iter().map(|c| c.key));
+            match page.next_continuation_token {
+                Some(next) => token = Some(next),
+                None => return Ok(keys),
+            }
+        }
+    }
+
+    /// Deletes `keys` with batched DeleteObjects requests; absent keys are
+    /// fine, any key S3 could not delete is an error naming it.
+    pub async fn delete_many(&self, keys: &[String]) -> Result<(), StorageError> {
+        for batch in keys.chunks(DELETE_BATCH) {
+            let objects: Vec<ObjectIdentifier> = batch
+                .iter()
+                .map(|key| ObjectIdentifier::new(key.clone()))
+                .collect();
+            let mut action = self
+                .bucket
+                .delete_objects(Some(&self.credentials), objects.iter());
+            action.set_quiet(true);
+            let url = action.sign(SIGNATURE_TTL);
+            let (body, md5) = action.body_with_md5();
+            let response = send(
+                Method::Post,
+                url,
+                Some(body.into_bytes()),
+                &[("content-md5", &md5)],
+            )
+            .await?;
+            let response = expect_success(response, "DELETE objects")?;
+            let text = String::from_utf8_lossy(response.body());
+            let result = DeleteObjectsResponse::parse(&text)
+                .map_err(|e| StorageError::BadResponse(format!("batch delete: {e}")))?;
+            if let Some(failed) = result.errors.first() {
+                return Err(StorageError::Refused {
+                    status: 200,
+                    operation: "DELETE objects",
+                    detail: format!("{}: {} {}", failed.key, failed.code, failed.message),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The length of an object; `None` when it does not exist.
+    pub async fn size(&self, key: &str) -> Result<Option<u64>, StorageError> {
+        let url = self
+            .bucket
+            .head_object(Some(&self.credentials), key)
+            .sign(SIGNATURE_TTL);
+        let response = send(Method::Head, url, None, &[]).await?;
+        if *response.status() == 404 {
+            return Ok(None);
+        }
+        let response = expect_success(response, "HEAD object")?;
+        response
+            .header("content-length")
+            .and_then(|v| v.as_str())
+            .and_then(|v| v.trim().parse().ok())
+            .map(Some)
+            .ok_or_else(|| StorageError::BadResponse("HEAD answered no Content-Length".into()))
+    }
+
+    /// Signs part uploads for clients, against `public_endpoint`: the
+    /// address clients reach S3 at, which may differ from ours. It is only
+    /// put into URLs, never called from here.
+    pub fn part_signer(&self, public_endpoint: &str) -> Result<PartSigner, ApiError> {
+        let endpoint = public_endpoint.parse().map_err(|e| {
+            ApiError::internal(format!(
+                "the platform is misconfigured: s3_public_endpoint: {e}"
+            ))
+        })?;
+        let bucket = Bucket::new(
+            endpoint,
+            UrlStyle::Path,
+            self.bucket.name().to_owned(),
+            self.bucket.region().to_owned(),
         )
-        .map(drop)
+        .map_err(|e| ApiError::internal(format!("the platform is misconfigured: {e}")))?;
+        Ok(PartSigner {
+            bucket,
+            credentials: self.credentials.clone(),
+        })
+    }
+}
+
+/// Presigns `UploadPart` URLs for clients to send parts straight to S3.
+pub struct PartSigner {
+    bucket: Bucket,
+    credentials: Credentials,
+}
+
+impl PartSigner {
+    /// A `PUT` URL for part `number` of multipart upload `upload_id` of
+    /// `key`, valid for `ttl`.
+    pub fn part_url(&self, key: &str, upload_id: &str, number: u16, ttl: Duration) -> String {
+        self.bucket
+            .upload_part(Some(&self.credentials), key, number, upload_id)
+            .sign(ttl)
+            .to_string()
     }
 }
 

@@ -76,13 +76,51 @@ pub async fn receive(
         received.content_type,
         jiff::Timestamp::now(),
     );
-    if let Err(error) = save_record(store, &record).await {
-        // Best effort: without a record the original is unreachable anyway.
-        let _ = store.delete(&keys::original(id)).await;
-        return Err(error);
+    match publish(store, record).await {
+        Ok(record) => Ok(record),
+        Err(PublishError::NotRecorded(error)) => {
+            // Best effort: without a record the original is unreachable anyway.
+            let _ = store.delete(&keys::original(id)).await;
+            Err(error)
+        }
+        Err(PublishError::NotQueued(error)) => Err(error),
     }
+}
+
+/// Why [`publish`] failed.
+#[derive(Debug)]
+pub enum PublishError {
+    /// The record or its catalog entry could not be written: the video is
+    /// not listed, and the caller decides what becomes of its original.
+    NotRecorded(ApiError),
+    /// The video is stored and listed, but its event could not be
+    /// published; the record says so and the worker's reconciler will
+    /// publish it. The error is the 503 to answer.
+    NotQueued(ApiError),
+}
+
+impl From<PublishError> for ApiError {
+    fn from(failure: PublishError) -> Self {
+        match failure {
+            PublishError::NotRecorded(error) | PublishError::NotQueued(error) => error,
+        }
+    }
+}
+
+/// The one path from "an original is stored" to a video: write its record,
+/// then its catalog entry, then announce `video.uploaded`. Used by streamed
+/// uploads and by completed resumable uploads alike.
+pub async fn publish(
+    store: &ObjectStore,
+    record: VideoRecord,
+) -> Result<VideoRecord, PublishError> {
+    save_record(store, &record)
+        .await
+        .map_err(PublishError::NotRecorded)?;
     if let Err(error) = crate::announce::upload(&record).await {
-        return Err(not_yet_queued(store, record, error).await);
+        return Err(PublishError::NotQueued(
+            not_yet_queued(store, record, error).await,
+        ));
     }
     Ok(record)
 }
@@ -97,7 +135,9 @@ async fn not_yet_queued(store: &ObjectStore, mut record: VideoRecord, error: Api
     ));
     if let Ok(json) = serde_json::to_vec(&record) {
         // If this fails too, the record simply lacks the explanation.
-        let _ = store.put(&keys::record(record.id), json, "application/json").await;
+        let _ = store
+            .put(&keys::record(record.id), json, "application/json")
+            .await;
     }
     ApiError::queue_unavailable(format!(
         "video {} was stored but could not be queued for transcoding: {}; \

@@ -1,6 +1,7 @@
 //! The original Xtream routes, kept for existing clients:
 //! `POST /upload` (multipart field `video`), `GET /videos` (a JSON array,
-//! newest first) and `GET /video/{id}`.
+//! newest first) and `GET /video/{id}`. Uploads need an API key, like
+//! `POST /api/videos`.
 
 use spin_sdk::http::{IncomingRequest, ResponseOutparam};
 use spin_sdk::http_component;
@@ -8,13 +9,16 @@ use xtream_core::ApiError;
 use xtream_core::catalog::PageRequest;
 use xtream_core::playback::VideoView;
 use xtream_core::route::{LegacyRoute, legacy_route};
+use xtream_spin::auth::authorize;
 use xtream_spin::http::{method, path_and_query, respond, respond_error, respond_json};
 use xtream_spin::{ObjectStore, catalog, open_store, upload};
 
 #[http_component]
 async fn handle(request: IncomingRequest, out: ResponseOutparam) {
     let (path, query) = path_and_query(&request);
-    let route = match legacy_route(&method(&request), &path) {
+    let route = match legacy_route(&method(&request), &path)
+        .and_then(|route| authorize(&request, route.access()).map(|()| route))
+    {
         Ok(route) => route,
         Err(error) => return respond_error(out, &error).await,
     };

@@ -1,17 +1,22 @@
 //! Playback: `GET /api/videos/{id}/hls/...` (playlists and segments),
 //! `/thumbnail.jpg` and `/original`, streamed from the private bucket so
-//! clients never need S3 credentials or its address.
+//! clients never need S3 credentials or its address. Public unless
+//! `read_requires_key` is set.
 
 use spin_sdk::http::{IncomingRequest, ResponseOutparam};
 use spin_sdk::http_component;
+use xtream_core::auth::Access;
 use xtream_core::route::stream_route;
+use xtream_spin::auth::authorize;
 use xtream_spin::http::{method, path_and_query, respond_error};
 use xtream_spin::{open_store, stream};
 
 #[http_component]
 async fn handle(request: IncomingRequest, out: ResponseOutparam) {
     let (path, _) = path_and_query(&request);
-    let object = match stream_route(&method(&request), &path) {
+    let object = match stream_route(&method(&request), &path)
+        .and_then(|object| authorize(&request, Access::Read).map(|()| object))
+    {
         Ok(object) => object,
         Err(error) => return respond_error(out, &error).await,
     };

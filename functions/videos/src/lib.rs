@@ -1,18 +1,24 @@
 //! The video API: `GET /api/videos` (pages, newest first),
-//! `POST /api/videos` (streamed upload) and `GET /api/videos/{id}`.
+//! `POST /api/videos` (streamed upload), `GET /api/videos/{id}` and
+//! `DELETE /api/videos/{id}`. Writes need an API key.
 
 use spin_sdk::http::{IncomingRequest, ResponseOutparam};
 use spin_sdk::http_component;
 use xtream_core::catalog::PageRequest;
 use xtream_core::playback::VideoView;
 use xtream_core::route::{ApiRoute, api_route};
-use xtream_spin::http::{method, path_and_query, respond, respond_error, respond_json};
+use xtream_spin::auth::authorize;
+use xtream_spin::http::{
+    method, path_and_query, respond, respond_error, respond_json, respond_no_content,
+};
 use xtream_spin::{catalog, open_store, upload};
 
 #[http_component]
 async fn handle(request: IncomingRequest, out: ResponseOutparam) {
     let (path, query) = path_and_query(&request);
-    let route = match api_route(&method(&request), &path) {
+    let route = match api_route(&method(&request), &path)
+        .and_then(|route| authorize(&request, route.access()).map(|()| route))
+    {
         Ok(route) => route,
         Err(error) => return respond_error(out, &error).await,
     };
@@ -32,6 +38,10 @@ async fn handle(request: IncomingRequest, out: ResponseOutparam) {
             let video = catalog::get(&store, id).await.map(VideoView::from);
             respond(out, 200, video).await
         }
+        ApiRoute::DeleteVideo(id) => match catalog::delete(&store, id).await {
+            Ok(()) => respond_no_content(out).await,
+            Err(error) => respond_error(out, &error).await,
+        },
         ApiRoute::UploadVideo => match upload::receive(&store, request).await {
             Ok(record) => {
                 let location = format!("/api/videos/{}", record.id);

@@ -1,0 +1,57 @@
+//! Resumable uploads: `POST /api/uploads` (open: presigned S3 part URLs),
+//! `GET /api/uploads/{id}` (what S3 holds, fresh URLs for the rest),
+//! `POST /api/uploads/{id}/complete` and `DELETE /api/uploads/{id}`.
+//! Every route needs an API key.
+
+use spin_sdk::http::{IncomingRequest, ResponseOutparam};
+use spin_sdk::http_component;
+use xtream_core::auth::Access;
+use xtream_core::playback::VideoView;
+use xtream_core::route::{UploadsRoute, uploads_route};
+use xtream_spin::auth::authorize;
+use xtream_spin::http::{
+    method, path_and_query, respond, respond_error, respond_json, respond_no_content,
+};
+use xtream_spin::{open_store, resumable};
+
+#[http_component]
+async fn handle(request: IncomingRequest, out: ResponseOutparam) {
+    let (path, _) = path_and_query(&request);
+    let route = match uploads_route(&method(&request), &path)
+        .and_then(|route| authorize(&request, Access::Write).map(|()| route))
+    {
+        Ok(route) => route,
+        Err(error) => return respond_error(out, &error).await,
+    };
+    let store = match open_store() {
+        Ok(store) => store,
+        Err(error) => return respond_error(out, &error).await,
+    };
+    match route {
+        UploadsRoute::Create => match resumable::create(&store, request).await {
+            Ok(created) => {
+                let location = format!("/api/uploads/{}", created.id);
+                respond_json(out, 201, &created, &[("location", location)]).await
+            }
+            Err(error) => respond_error(out, &error).await,
+        },
+        UploadsRoute::Status(id) => respond(out, 200, resumable::status(&store, id).await).await,
+        UploadsRoute::Complete(id) => match resumable::complete(&store, id).await {
+            Ok(record) => {
+                let location = format!("/api/videos/{}", record.id);
+                respond_json(
+                    out,
+                    201,
+                    &VideoView::from(record),
+                    &[("location", location)],
+                )
+                .await
+            }
+            Err(error) => respond_error(out, &error).await,
+        },
+        UploadsRoute::Abort(id) => match resumable::abort(&store, id).await {
+            Ok(()) => respond_no_content(out).await,
+            Err(error) => respond_error(out, &error).await,
+        },
+    }
+}
