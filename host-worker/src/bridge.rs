@@ -167,6 +167,8 @@ struct Bridge {
     /// in-memory broker, never recovers by itself).
     producer: std::sync::RwLock<FutureProducer>,
     brokers: String,
+    /// When the producer was last replaced.
+    last_rebuild: Mutex<std::time::Instant>,
     /// Topics the broker confirmed, so a produce asks for metadata once.
     known_topics: Mutex<HashSet<String>>,
     timeout: Duration,
@@ -177,17 +179,28 @@ impl Bridge {
         self.producer.read().expect("producer lock").clone()
     }
 
-    /// After a failed delivery: forget what we knew of the broker's topics
-    /// (it may have restarted without them) and start a fresh producer if
-    /// the current one can no longer deliver anything.
+    /// After deliveries failed for want of a broker: forget what we knew of
+    /// its topics (it may have come back without them) and start a fresh
+    /// producer. librdkafka's idempotent producer can stay wedged after its
+    /// broker lost state (a restart of an in-memory broker), fatally or
+    /// waiting for a producer id that never comes; a new one reconnects
+    /// cleanly. At most once per delivery timeout, so an outage does not
+    /// churn producers.
     fn recover(&self) {
         self.known_topics.lock().expect("topics lock").clear();
-        let Some((code, reason)) = self.producer().client().fatal_error() else {
+        let mut last = self.last_rebuild.lock().expect("rebuild lock");
+        if last.elapsed() < self.timeout {
             return;
-        };
-        tracing::warn!(?code, %reason, "the Kafka producer failed fatally; starting a new one");
+        }
+        *last = std::time::Instant::now();
+        if let Some((code, reason)) = self.producer().client().fatal_error() {
+            tracing::warn!(?code, %reason, "the Kafka producer failed fatally");
+        }
         match kafka::producer(&self.brokers, self.timeout) {
-            Ok(fresh) => *self.producer.write().expect("producer lock") = fresh,
+            Ok(fresh) => {
+                tracing::info!("deliveries failed; starting a fresh Kafka producer");
+                *self.producer.write().expect("producer lock") = fresh;
+            }
             Err(err) => tracing::error!("cannot create a new Kafka producer: {err}"),
         }
     }
@@ -234,6 +247,7 @@ impl Bridge {
             Ok(true) => {}
             Ok(false) => return BridgeError::new(404, format!("topic {topic} not found")).reply(),
             Err(err) => {
+                self.recover();
                 return BridgeError::new(503, format!("the Kafka broker is unreachable: {err}"))
                     .reply();
             }
@@ -348,6 +362,7 @@ pub async fn run(config: BridgeConfig) -> anyhow::Result<()> {
             config.delivery_timeout,
         )?),
         brokers: config.brokers.clone(),
+        last_rebuild: Mutex::new(std::time::Instant::now()),
         known_topics: Mutex::new(HashSet::new()),
         timeout: config.delivery_timeout,
     });
