@@ -27,3 +27,16 @@ pub fn authorize(request: &IncomingRequest, access: Access) -> Result<(), ApiErr
         header(request, "authorization").as_deref(),
     )
 }
+
+/// What every API component does before its real work: take the routing
+/// decision, check the caller may do it, and open the bucket. Any refusal
+/// is the error to answer with.
+pub fn admit<R>(
+    request: &IncomingRequest,
+    route: Result<R, ApiError>,
+    access: impl FnOnce(&R) -> Access,
+) -> Result<(R, crate::ObjectStore), ApiError> {
+    let route = route?;
+    authorize(request, access(&route))?;
+    Ok((route, crate::open_store()?))
+}

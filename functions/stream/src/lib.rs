@@ -7,21 +7,17 @@ use spin_sdk::http::{IncomingRequest, ResponseOutparam};
 use spin_sdk::http_component;
 use xtream_core::auth::Access;
 use xtream_core::route::stream_route;
-use xtream_spin::auth::authorize;
+use xtream_spin::auth::admit;
 use xtream_spin::http::{method, path_and_query, respond_error};
-use xtream_spin::{open_store, stream};
+use xtream_spin::stream;
 
 #[http_component]
 async fn handle(request: IncomingRequest, out: ResponseOutparam) {
     let (path, _) = path_and_query(&request);
-    let object = match stream_route(&method(&request), &path)
-        .and_then(|object| authorize(&request, Access::Read).map(|()| object))
-    {
-        Ok(object) => object,
-        Err(error) => return respond_error(out, &error).await,
-    };
-    match open_store() {
-        Ok(store) => stream::serve(&store, &request, out, object).await,
+    match admit(&request, stream_route(&method(&request), &path), |_| {
+        Access::Read
+    }) {
+        Ok((object, store)) => stream::serve(&store, &request, out, object).await,
         Err(error) => respond_error(out, &error).await,
     }
 }

@@ -8,23 +8,19 @@ use spin_sdk::http_component;
 use xtream_core::auth::Access;
 use xtream_core::playback::VideoView;
 use xtream_core::route::{UploadsRoute, uploads_route};
-use xtream_spin::auth::authorize;
+use xtream_spin::auth::admit;
 use xtream_spin::http::{
     method, path_and_query, respond, respond_error, respond_json, respond_no_content,
 };
-use xtream_spin::{open_store, resumable};
+use xtream_spin::resumable;
 
 #[http_component]
 async fn handle(request: IncomingRequest, out: ResponseOutparam) {
     let (path, _) = path_and_query(&request);
-    let route = match uploads_route(&method(&request), &path)
-        .and_then(|route| authorize(&request, Access::Write).map(|()| route))
-    {
-        Ok(route) => route,
-        Err(error) => return respond_error(out, &error).await,
-    };
-    let store = match open_store() {
-        Ok(store) => store,
+    let (route, store) = match admit(&request, uploads_route(&method(&request), &path), |_| {
+        Access::Write
+    }) {
+        Ok(admitted) => admitted,
         Err(error) => return respond_error(out, &error).await,
     };
     match route {

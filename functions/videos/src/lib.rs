@@ -7,23 +7,19 @@ use spin_sdk::http_component;
 use xtream_core::catalog::PageRequest;
 use xtream_core::playback::VideoView;
 use xtream_core::route::{ApiRoute, api_route};
-use xtream_spin::auth::authorize;
+use xtream_spin::auth::admit;
 use xtream_spin::http::{
     method, path_and_query, respond, respond_error, respond_json, respond_no_content,
 };
-use xtream_spin::{catalog, open_store, upload};
+use xtream_spin::{catalog, upload};
 
 #[http_component]
 async fn handle(request: IncomingRequest, out: ResponseOutparam) {
     let (path, query) = path_and_query(&request);
-    let route = match api_route(&method(&request), &path)
-        .and_then(|route| authorize(&request, route.access()).map(|()| route))
-    {
-        Ok(route) => route,
-        Err(error) => return respond_error(out, &error).await,
-    };
-    let store = match open_store() {
-        Ok(store) => store,
+    let (route, store) = match admit(&request, api_route(&method(&request), &path), |route| {
+        route.access()
+    }) {
+        Ok(admitted) => admitted,
         Err(error) => return respond_error(out, &error).await,
     };
     match route {
