@@ -5,6 +5,7 @@
 
 use futures::StreamExt;
 use minio::s3::MinioClient;
+use minio::s3::builders::ObjectContent;
 use minio::s3::client::MinioClientBuilder;
 use minio::s3::creds::StaticProvider;
 use minio::s3::error::{Error as MinioError, S3ServerError};
@@ -215,15 +216,7 @@ impl Storage {
         body: Vec<u8>,
         content_type: &str,
     ) -> Result<(), StorageError> {
-        self.client
-            .put_object_content(self.bucket.as_str(), key, body)
-            .map_err(|e| StorageError::unavailable(key, describe(&e)))?
-            .content_type(Some(content_type.to_owned()))
-            .build()
-            .send()
-            .await
-            .map_err(|e| StorageError::unavailable(key, describe(&e)))?;
-        Ok(())
+        self.put_content(key, body, content_type).await
     }
 
     /// Streams the object at `key` into the file `to`; returns its length.
@@ -256,8 +249,18 @@ impl Storage {
         key: &str,
         content_type: &str,
     ) -> Result<(), StorageError> {
+        self.put_content(key, from, content_type).await
+    }
+
+    /// Stores bytes or a file at `key`; minio streams files in parts.
+    async fn put_content(
+        &self,
+        key: &str,
+        content: impl Into<ObjectContent>,
+        content_type: &str,
+    ) -> Result<(), StorageError> {
         self.client
-            .put_object_content(self.bucket.as_str(), key, from)
+            .put_object_content(self.bucket.as_str(), key, content)
             .map_err(|e| StorageError::unavailable(key, describe(&e)))?
             .content_type(Some(content_type.to_owned()))
             .build()
