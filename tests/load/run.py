@@ -32,10 +32,12 @@ def rss_bytes(pid):
     return 0
 
 
-def run_k6(scenario, base, vus, duration, env, pid):
-    """One k6 run; returns its metrics and the host's peak RSS during it."""
+def run_k6(scenario, base, vus, duration, env, pid, worker_pid=None):
+    """One k6 run; returns its metrics, the host's peak RSS during it, and
+    the host's and worker's RSS at its start and end (growth over a soak)."""
     summary = tempfile.NamedTemporaryFile(suffix=".json", delete=False).name
     peak = [rss_bytes(pid) if pid else 0]
+    start = {"host": rss_bytes(pid) if pid else 0, "worker": rss_bytes(worker_pid) if worker_pid else 0}
     done = threading.Event()
 
     def sample():
@@ -69,6 +71,8 @@ def run_k6(scenario, base, vus, duration, env, pid):
         "p99": duration_metric["p(99)"],
         "failed": metrics["http_req_failed"].get("value", metrics["http_req_failed"].get("rate", 0)),
         "rss_mib": peak[0] / 2**20,
+        "host_growth_mib": ((rss_bytes(pid) if pid else 0) - start["host"]) / 2**20,
+        "worker_growth_mib": ((rss_bytes(worker_pid) if worker_pid else 0) - start["worker"]) / 2**20,
         "seconds": time.time() - started,
         "log": result.stdout[-2000:] + result.stderr[-2000:],
     }
@@ -88,6 +92,7 @@ def machine():
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--host-pid", type=int, required=True)
+    parser.add_argument("--worker-pid", type=int)
     parser.add_argument("--base", required=True)
     parser.add_argument("--baseline", required=True)
     parser.add_argument("--vus", default="100,500,1000")
@@ -102,7 +107,7 @@ def main():
     for scenario in args.scenarios:
         for vus in [int(v) for v in args.vus.split(",")]:
             print(f"==> {scenario} with {vus} VUs for {args.duration}", flush=True)
-            ours = run_k6(scenario, args.base, vus, args.duration, env, args.host_pid)
+            ours = run_k6(scenario, args.base, vus, args.duration, env, args.host_pid, args.worker_pid)
             rows.append(ours)
             if not ours["passed"]:
                 failures.append(ours)
@@ -116,13 +121,14 @@ def main():
         "with each other, not absolute capacity. Each row is one k6 run "
         f"of {args.duration} at a constant number of virtual users.",
         "",
-        "| scenario | VUs | requests | req/s | p50 ms | p95 ms | p99 ms | failed | host RSS MiB | thresholds |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| scenario | VUs | requests | req/s | p50 ms | p95 ms | p99 ms | failed | host RSS MiB (peak) | RSS growth MiB host / worker | thresholds |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['scenario']} | {r['vus']} | {r['requests']} | {r['rps']:.0f} | {r['p50']:.1f} | "
             f"{r['p95']:.1f} | {r['p99']:.1f} | {r['failed']:.2%} | {r['rss_mib']:.0f} | "
+            f"{r['host_growth_mib']:+.0f} / {r['worker_growth_mib']:+.0f} | "
             f"{'pass' if r['passed'] else 'FAIL'} |"
         )
     if ratios:
