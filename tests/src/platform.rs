@@ -138,6 +138,17 @@ impl Platform {
         Ok((status, response.json().await?))
     }
 
+    /// Uploads `body` as a raw `video/mp4` named `clip.mp4`, with the key.
+    pub async fn upload_raw(&self, body: Vec<u8>) -> reqwest::Response {
+        self.client
+            .post(self.url("/api/videos?filename=clip.mp4"))
+            .header("content-type", "video/mp4")
+            .body(body)
+            .send()
+            .await
+            .expect("the platform answers")
+    }
+
     /// Stops the host.
     pub async fn shutdown(mut self) {
         if let Some(host) = self.host.take() {

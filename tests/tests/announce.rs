@@ -7,22 +7,10 @@ use xtream_core::events::UPLOADS_TOPIC;
 use xtream_tests::worker::wait_for_status;
 use xtream_tests::{Stack, Worker, clips};
 
-async fn upload(stack: &Stack, body: Vec<u8>) -> reqwest::Response {
-    stack
-        .platform
-        .client
-        .post(stack.platform.url("/api/videos?filename=clip.mp4"))
-        .header("content-type", "video/mp4")
-        .body(body)
-        .send()
-        .await
-        .unwrap()
-}
-
 #[tokio::test]
 async fn an_upload_is_announced_once_with_its_id_as_key() {
     let stack = Stack::start().await.unwrap();
-    let response = upload(&stack, b"bytes".to_vec()).await;
+    let response = stack.platform.upload_raw(b"bytes".to_vec()).await;
     assert_eq!(response.status(), 201);
     let record: Value = response.json().await.unwrap();
 
@@ -49,7 +37,10 @@ async fn an_upload_during_a_bridge_outage_is_kept_and_queued_later() {
     let dir = tempfile::tempdir().unwrap();
     let clip = clips::mp4(dir.path(), "clip.mp4", 2, 320, 240).unwrap();
 
-    let response = upload(&stack, std::fs::read(&clip).unwrap()).await;
+    let response = stack
+        .platform
+        .upload_raw(std::fs::read(&clip).unwrap())
+        .await;
     assert_eq!(response.status(), 503);
     let error: Value = response.json().await.unwrap();
     assert_eq!(error["error"]["code"], "queue_unavailable");

@@ -10,18 +10,6 @@ use xtream_tests::{Bucket, Stack, Worker, bodies, clips};
 
 const PATIENCE: Duration = Duration::from_secs(180);
 
-async fn upload(stack: &Stack, body: Vec<u8>) -> reqwest::Response {
-    stack
-        .platform
-        .client
-        .post(stack.platform.url("/api/videos?filename=clip.mp4"))
-        .header("content-type", "video/mp4")
-        .body(body)
-        .send()
-        .await
-        .unwrap()
-}
-
 /// A video's keys with its id taken out, so two videos compare.
 async fn key_shape(bucket: &Bucket, id: &str) -> BTreeSet<String> {
     let prefix = format!("videos/{id}/");
@@ -69,7 +57,11 @@ async fn storage_lost_mid_upload_leaves_nothing_and_service_recovers() {
     let (_, page) = stack.platform.get_json("/api/videos").await.unwrap();
     assert_eq!(page["videos"], Value::Array(vec![]));
     assert_eq!(
-        upload(&stack, b"after the outage".to_vec()).await.status(),
+        stack
+            .platform
+            .upload_raw(b"after the outage".to_vec())
+            .await
+            .status(),
         201
     );
 }
@@ -77,7 +69,7 @@ async fn storage_lost_mid_upload_leaves_nothing_and_service_recovers() {
 /// Uploads `clip`, which must be kept whether or not it could be announced
 /// (201 or 503); its status and id.
 async fn upload_kept(stack: &Stack, clip: &[u8]) -> (u16, String) {
-    let response = upload(stack, clip.to_vec()).await;
+    let response = stack.platform.upload_raw(clip.to_vec()).await;
     let status = response.status().as_u16();
     assert!([201, 503].contains(&status), "{status}");
     let (_, page) = stack
@@ -108,7 +100,13 @@ async fn a_broker_restart_while_uploads_flow_loses_no_video_and_duplicates_nothi
     let bucket = stack.garage.bucket();
 
     // One video through before the restart, as the reference shape.
-    let before: Value = upload(&stack, clip.clone()).await.json().await.unwrap();
+    let before: Value = stack
+        .platform
+        .upload_raw(clip.clone())
+        .await
+        .json()
+        .await
+        .unwrap();
     let before_id = before["id"].as_str().unwrap().to_owned();
     wait_for_status(&bucket, &before_id, &["ready"], PATIENCE)
         .await

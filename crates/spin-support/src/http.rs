@@ -114,3 +114,19 @@ async fn respond_bytes(
     // A client that went away cannot be told anything more.
     let _ = out.set_with_body(response, body).await;
 }
+
+/// Answers a newly stored video: 201 with its view and `Location`, or the
+/// error.
+pub async fn respond_created_video(
+    out: ResponseOutparam,
+    result: Result<xtream_core::VideoRecord, ApiError>,
+) {
+    match result {
+        Ok(record) => {
+            let location = format!("/api/videos/{}", record.id);
+            let view = xtream_core::playback::VideoView::from(record);
+            respond_json(out, 201, &view, &[("location", location)]).await
+        }
+        Err(error) => respond_error(out, &error).await,
+    }
+}

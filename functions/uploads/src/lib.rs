@@ -6,11 +6,11 @@
 use spin_sdk::http::{IncomingRequest, ResponseOutparam};
 use spin_sdk::http_component;
 use xtream_core::auth::Access;
-use xtream_core::playback::VideoView;
 use xtream_core::route::{UploadsRoute, uploads_route};
 use xtream_spin::auth::admit;
 use xtream_spin::http::{
-    method, path_and_query, respond, respond_error, respond_json, respond_no_content,
+    method, path_and_query, respond, respond_created_video, respond_error, respond_json,
+    respond_no_content,
 };
 use xtream_spin::resumable;
 
@@ -32,19 +32,9 @@ async fn handle(request: IncomingRequest, out: ResponseOutparam) {
             Err(error) => respond_error(out, &error).await,
         },
         UploadsRoute::Status(id) => respond(out, 200, resumable::status(&store, id).await).await,
-        UploadsRoute::Complete(id) => match resumable::complete(&store, id).await {
-            Ok(record) => {
-                let location = format!("/api/videos/{}", record.id);
-                respond_json(
-                    out,
-                    201,
-                    &VideoView::from(record),
-                    &[("location", location)],
-                )
-                .await
-            }
-            Err(error) => respond_error(out, &error).await,
-        },
+        UploadsRoute::Complete(id) => {
+            respond_created_video(out, resumable::complete(&store, id).await).await
+        }
         UploadsRoute::Abort(id) => match resumable::abort(&store, id).await {
             Ok(()) => respond_no_content(out).await,
             Err(error) => respond_error(out, &error).await,

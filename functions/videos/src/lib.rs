@@ -9,7 +9,7 @@ use xtream_core::playback::VideoView;
 use xtream_core::route::{ApiRoute, api_route};
 use xtream_spin::auth::admit;
 use xtream_spin::http::{
-    method, path_and_query, respond, respond_error, respond_json, respond_no_content,
+    method, path_and_query, respond, respond_created_video, respond_error, respond_no_content,
 };
 use xtream_spin::{catalog, upload};
 
@@ -38,18 +38,8 @@ async fn handle(request: IncomingRequest, out: ResponseOutparam) {
             Ok(()) => respond_no_content(out).await,
             Err(error) => respond_error(out, &error).await,
         },
-        ApiRoute::UploadVideo => match upload::receive(&store, request).await {
-            Ok(record) => {
-                let location = format!("/api/videos/{}", record.id);
-                respond_json(
-                    out,
-                    201,
-                    &VideoView::from(record),
-                    &[("location", location)],
-                )
-                .await
-            }
-            Err(error) => respond_error(out, &error).await,
-        },
+        ApiRoute::UploadVideo => {
+            respond_created_video(out, upload::receive(&store, request).await).await
+        }
     }
 }
