@@ -4,6 +4,7 @@
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use std::fmt;
+use std::time::Duration;
 use xtream_core::VideoRecord;
 use xtream_core::resumable::{CreatedUpload, UploadStatus};
 
@@ -123,6 +124,10 @@ impl Api {
         }
         let http = reqwest::Client::builder()
             .user_agent(concat!("xtream-cli/", env!("CARGO_PKG_VERSION")))
+            // Servers close idle keep-alive connections (the embedded host
+            // after 10 s); while parts go to S3 the API connection idles,
+            // and reusing it just as the server closes it fails the call.
+            .pool_idle_timeout(Duration::from_secs(5))
             .build()?;
         Ok(Self {
             base,

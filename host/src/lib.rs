@@ -67,6 +67,13 @@ pub struct HostConfig {
 /// Default for [`HostConfig::body_idle_timeout`].
 pub const DEFAULT_BODY_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// A client must send a request head within this (slowloris defence).
+/// hyper runs this timer from the moment a connection waits for its next
+/// request, so it is also how long an idle keep-alive connection is kept:
+/// a client that pools connections must drop idle ones sooner, or it races
+/// the close and sees "connection closed before message completed".
+pub const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 // By hand so that secrets passed in `env` never end up in a log.
 impl std::fmt::Debug for HostConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -24,8 +24,6 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 /// How long shutdown waits for in-flight requests before cutting them off.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
-/// A client must send its request head within this (slowloris defence).
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Everything needed to answer a request.
 pub(crate) struct App {
@@ -86,7 +84,7 @@ async fn serve_connection(
     let connection = http1::Builder::new()
         .keep_alive(true)
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .header_read_timeout(crate::HEADER_READ_TIMEOUT)
         .serve_connection(TokioIo::new(stream), service);
     tokio::pin!(connection);
     let result = tokio::select! {

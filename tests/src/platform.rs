@@ -115,7 +115,7 @@ impl Platform {
         Ok(Self {
             base: format!("http://{}", host.addr),
             client: keyed_client(&api_key)?,
-            anonymous: reqwest::Client::new(),
+            anonymous: platform_client().build()?,
             api_key,
             host: Some(host),
         })
@@ -164,7 +164,12 @@ fn keyed_client(key: &str) -> anyhow::Result<reqwest::Client> {
         .context("the API key is not a valid header value")?;
     value.set_sensitive(true);
     headers.insert(reqwest::header::AUTHORIZATION, value);
-    Ok(reqwest::Client::builder()
-        .default_headers(headers)
-        .build()?)
+    Ok(platform_client().default_headers(headers).build()?)
+}
+
+/// A client of the host that retires idle connections before the host
+/// closes them (see [`xtream_host::HEADER_READ_TIMEOUT`]), so a request
+/// after a quiet spell never lands on a connection being closed.
+pub fn platform_client() -> reqwest::ClientBuilder {
+    reqwest::Client::builder().pool_idle_timeout(xtream_host::HEADER_READ_TIMEOUT / 2)
 }
