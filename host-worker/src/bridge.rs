@@ -25,7 +25,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::{Request, Response};
-use rdkafka::producer::{FutureProducer, Producer};
+use rdkafka::producer::Producer;
 use rdkafka::util::Timeout;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -162,47 +162,19 @@ pub fn decode_produce(
 
 /// The bridge's state.
 struct Bridge {
-    /// Replaced when librdkafka declares it fatally broken (an idempotent
-    /// producer whose broker lost its state, e.g. after a restart of an
-    /// in-memory broker, never recovers by itself).
-    producer: std::sync::RwLock<FutureProducer>,
-    brokers: String,
-    /// When the producer was last replaced.
-    last_rebuild: Mutex<std::time::Instant>,
+    publisher: kafka::Publisher,
     /// Topics the broker confirmed, so a produce asks for metadata once.
     known_topics: Mutex<HashSet<String>>,
     timeout: Duration,
 }
 
 impl Bridge {
-    fn producer(&self) -> FutureProducer {
-        self.producer.read().expect("producer lock").clone()
-    }
-
     /// After deliveries failed for want of a broker: forget what we knew of
-    /// its topics (it may have come back without them) and start a fresh
-    /// producer. librdkafka's idempotent producer can stay wedged after its
-    /// broker lost state (a restart of an in-memory broker), fatally or
-    /// waiting for a producer id that never comes; a new one reconnects
-    /// cleanly. At most once per delivery timeout, so an outage does not
-    /// churn producers.
+    /// its topics (it may have come back without them) and let the
+    /// publisher start afresh.
     fn recover(&self) {
         self.known_topics.lock().expect("topics lock").clear();
-        let mut last = self.last_rebuild.lock().expect("rebuild lock");
-        if last.elapsed() < self.timeout {
-            return;
-        }
-        *last = std::time::Instant::now();
-        if let Some((code, reason)) = self.producer().client().fatal_error() {
-            tracing::warn!(?code, %reason, "the Kafka producer failed fatally");
-        }
-        match kafka::producer(&self.brokers, self.timeout) {
-            Ok(fresh) => {
-                tracing::info!("deliveries failed; starting a fresh Kafka producer");
-                *self.producer.write().expect("producer lock") = fresh;
-            }
-            Err(err) => tracing::error!("cannot create a new Kafka producer: {err}"),
-        }
+        self.publisher.recover();
     }
 
     /// Whether the broker has `topic`; `Err` when it cannot be asked.
@@ -215,7 +187,7 @@ impl Bridge {
         {
             return Ok(true);
         }
-        let producer = self.producer();
+        let producer = self.publisher.current();
         let name = topic;
         let timeout = self.timeout;
         // Metadata for all topics, not for this one: a request naming a
@@ -253,10 +225,8 @@ impl Bridge {
             }
         }
         // Sent together, acknowledged each on its own, answered in order.
-        let producer = self.producer();
         let sends = records.iter().map(|r| {
-            kafka::publish(
-                &producer,
+            self.publisher.publish(
                 topic,
                 r.key.as_deref(),
                 Some(&r.value),
@@ -298,7 +268,7 @@ impl Bridge {
     }
 
     async fn ready(&self) -> Response<Full<Bytes>> {
-        let producer = self.producer();
+        let producer = self.publisher.current();
         let probe = tokio::task::spawn_blocking(move || {
             producer
                 .client()
@@ -357,12 +327,7 @@ impl Bridge {
 /// Serves the bridge until SIGTERM/SIGINT.
 pub async fn run(config: BridgeConfig) -> anyhow::Result<()> {
     let bridge = Arc::new(Bridge {
-        producer: std::sync::RwLock::new(kafka::producer(
-            &config.brokers,
-            config.delivery_timeout,
-        )?),
-        brokers: config.brokers.clone(),
-        last_rebuild: Mutex::new(std::time::Instant::now()),
+        publisher: kafka::Publisher::new(&config.brokers, config.delivery_timeout)?,
         known_topics: Mutex::new(HashSet::new()),
         timeout: config.delivery_timeout,
     });
@@ -375,12 +340,7 @@ pub async fn run(config: BridgeConfig) -> anyhow::Result<()> {
     crate::run::shutdown_signal().await;
     // Whatever is still queued was not acknowledged to anyone; give it the
     // delivery timeout to go out.
-    let producer = bridge.producer();
-    let flushed = tokio::task::spawn_blocking(move || {
-        producer.flush(Timeout::After(config.delivery_timeout))
-    })
-    .await;
-    if !matches!(flushed, Ok(Ok(()))) {
+    if bridge.publisher.flush().await.is_err() {
         tracing::warn!("some records were still unacknowledged at exit");
     }
     Ok(())

@@ -13,7 +13,6 @@ use crate::metrics::Metrics;
 use crate::storage::{Storage, StorageError};
 use futures::{StreamExt, TryStreamExt};
 use jiff::Timestamp;
-use rdkafka::producer::FutureProducer;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -146,7 +145,7 @@ pub struct Transcoder {
     /// The bucket.
     pub storage: Storage,
     /// Publishes outcomes and dead letters.
-    pub producer: FutureProducer,
+    pub publisher: kafka::Publisher,
     /// Where to publish.
     pub topics: Topics,
     /// Counters.
@@ -349,14 +348,9 @@ impl Transcoder {
     }
 
     async fn announce(&self, outcome: &VideoOutcome) -> Result<(), PublishError> {
-        kafka::publish_event(
-            &self.producer,
-            &self.topics.results,
-            outcome.video_id(),
-            outcome,
-            &[],
-        )
-        .await?;
+        self.publisher
+            .publish_event(&self.topics.results, outcome.video_id(), outcome, &[])
+            .await?;
         Ok(())
     }
 
@@ -385,15 +379,12 @@ impl Transcoder {
             reason: reason.clone(),
         };
         let published = async {
-            kafka::publish_event(
-                &self.producer,
-                &self.topics.dead_letter,
-                id,
-                event,
-                &headers,
-            )
-            .await?;
-            kafka::publish_event(&self.producer, &self.topics.results, id, &failed, &[]).await
+            self.publisher
+                .publish_event(&self.topics.dead_letter, id, event, &headers)
+                .await?;
+            self.publisher
+                .publish_event(&self.topics.results, id, &failed, &[])
+                .await
         };
         if let Err(err) = published.await {
             tracing::error!(video = %id, error = %err, "cannot dead-letter the event; leaving it for redelivery");

@@ -11,9 +11,10 @@
 use rdkafka::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 use xtream_core::VideoId;
 
 /// Where a record landed.
@@ -92,8 +93,105 @@ pub fn producer(brokers: &str, delivery_timeout: Duration) -> Result<FutureProdu
         .create()
 }
 
+/// A [`producer`] that replaces itself when deliveries fail for want of a
+/// broker. librdkafka's idempotent producer can stay wedged after its
+/// broker lost state (a restart of an in-memory broker, a wiped cluster):
+/// fatally, or waiting for a producer id that never comes. A new one
+/// reconnects cleanly. Cheap to clone; clones share the producer.
+#[derive(Clone)]
+pub struct Publisher {
+    shared: Arc<PublisherState>,
+}
+
+struct PublisherState {
+    producer: RwLock<FutureProducer>,
+    brokers: String,
+    delivery_timeout: Duration,
+    /// When the producer was last replaced: at most once per delivery
+    /// timeout, so a long outage does not churn producers.
+    last_rebuild: Mutex<Instant>,
+}
+
+impl Publisher {
+    /// A publisher to `brokers`, waiting at most `delivery_timeout` for an
+    /// acknowledgement.
+    pub fn new(brokers: &str, delivery_timeout: Duration) -> Result<Self, KafkaError> {
+        Ok(Self {
+            shared: Arc::new(PublisherState {
+                producer: RwLock::new(producer(brokers, delivery_timeout)?),
+                brokers: brokers.to_owned(),
+                delivery_timeout,
+                last_rebuild: Mutex::new(Instant::now()),
+            }),
+        })
+    }
+
+    /// The producer in use now.
+    pub fn current(&self) -> FutureProducer {
+        self.shared.producer.read().expect("producer lock").clone()
+    }
+
+    /// The broker could not be reached or did not acknowledge: start a
+    /// fresh producer, unless one was started within the delivery timeout.
+    pub fn recover(&self) {
+        let mut last = self.shared.last_rebuild.lock().expect("rebuild lock");
+        if last.elapsed() < self.shared.delivery_timeout {
+            return;
+        }
+        *last = Instant::now();
+        if let Some((code, reason)) = self.current().client().fatal_error() {
+            tracing::warn!(?code, %reason, "the Kafka producer failed fatally");
+        }
+        match producer(&self.shared.brokers, self.shared.delivery_timeout) {
+            Ok(fresh) => {
+                tracing::info!("deliveries failed; starting a fresh Kafka producer");
+                *self.shared.producer.write().expect("producer lock") = fresh;
+            }
+            Err(err) => tracing::error!("cannot create a new Kafka producer: {err}"),
+        }
+    }
+
+    /// [`publish`] on the current producer, recovering after an outage.
+    pub async fn publish(
+        &self,
+        topic: &str,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        partition: Option<i32>,
+        headers: &[(String, Vec<u8>)],
+    ) -> Result<Delivered, PublishError> {
+        let sent = publish(&self.current(), topic, key, value, partition, headers).await;
+        if matches!(sent, Err(PublishError::Unavailable(_))) {
+            self.recover();
+        }
+        sent
+    }
+
+    /// Sends one JSON event about video `id`.
+    pub async fn publish_event(
+        &self,
+        topic: &str,
+        id: VideoId,
+        event: &impl serde::Serialize,
+        headers: &[(String, Vec<u8>)],
+    ) -> Result<Delivered, PublishError> {
+        let value = serde_json::to_vec(event).expect("events always serialise");
+        self.publish(topic, Some(&video_key(id)), Some(&value), None, headers)
+            .await
+    }
+
+    /// Waits up to the delivery timeout for queued records to go out.
+    pub async fn flush(&self) -> Result<(), KafkaError> {
+        let producer = self.current();
+        let timeout = self.shared.delivery_timeout;
+        tokio::task::spawn_blocking(move || producer.flush(Timeout::After(timeout)))
+            .await
+            .unwrap_or(Err(KafkaError::Canceled))
+    }
+}
+
 /// Sends one record and waits for the broker's acknowledgement.
-pub async fn publish(
+async fn publish(
     producer: &FutureProducer,
     topic: &str,
     key: Option<&[u8]>,
@@ -130,26 +228,6 @@ pub async fn publish(
         }),
         Err((err, _)) => Err(err.into()),
     }
-}
-
-/// Sends one JSON event about video `id`.
-pub async fn publish_event(
-    producer: &FutureProducer,
-    topic: &str,
-    id: VideoId,
-    event: &impl serde::Serialize,
-    headers: &[(String, Vec<u8>)],
-) -> Result<Delivered, PublishError> {
-    let value = serde_json::to_vec(event).expect("events always serialise");
-    publish(
-        producer,
-        topic,
-        Some(&video_key(id)),
-        Some(&value),
-        None,
-        headers,
-    )
-    .await
 }
 
 #[cfg(test)]

@@ -18,7 +18,6 @@ use crate::metrics::Metrics;
 use crate::storage::{Storage, StorageError};
 use futures::StreamExt;
 use jiff::Timestamp;
-use rdkafka::producer::FutureProducer;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -59,7 +58,7 @@ pub struct Reconciler {
     /// The bucket.
     pub storage: Storage,
     /// Publishes to the uploads topic.
-    pub producer: FutureProducer,
+    pub publisher: kafka::Publisher,
     /// The uploads topic.
     pub uploads_topic: String,
     /// Age after which an `uploaded` record counts as stranded.
@@ -76,14 +75,14 @@ impl Reconciler {
     /// A reconciler with no history.
     pub fn new(
         storage: Storage,
-        producer: FutureProducer,
+        publisher: kafka::Publisher,
         uploads_topic: String,
         after: Duration,
         metrics: Arc<Metrics>,
     ) -> Self {
         Self {
             storage,
-            producer,
+            publisher,
             uploads_topic,
             after,
             metrics,
@@ -161,7 +160,9 @@ impl Reconciler {
         }
         for record in stranded {
             let event = VideoUploaded::of(&record);
-            match kafka::publish_event(&self.producer, &self.uploads_topic, record.id, &event, &[])
+            match self
+                .publisher
+                .publish_event(&self.uploads_topic, record.id, &event, &[])
                 .await
             {
                 Ok(_) => {

@@ -117,7 +117,7 @@ pub async fn run(config: WorkerConfig) -> Result<(), StartError> {
             })?,
     );
     consumer.subscribe(&[&config.kafka.uploads_topic])?;
-    let producer = kafka::producer(&config.kafka.brokers, Duration::from_secs(10))?;
+    let publisher = kafka::Publisher::new(&config.kafka.brokers, Duration::from_secs(10))?;
     let storage = Storage::new(&config.storage)?;
     if let Err(err) = storage.check().await {
         // Not fatal: jobs retry storage errors, and the bucket may come up
@@ -133,7 +133,7 @@ pub async fn run(config: WorkerConfig) -> Result<(), StartError> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let reconciler = Reconciler::new(
         storage.clone(),
-        producer.clone(),
+        publisher.clone(),
         config.kafka.uploads_topic.clone(),
         config.reconcile_after,
         metrics.clone(),
@@ -147,7 +147,7 @@ pub async fn run(config: WorkerConfig) -> Result<(), StartError> {
 
     let transcoder = Arc::new(Transcoder {
         storage,
-        producer: producer.clone(),
+        publisher,
         topics: Topics {
             results: config.kafka.results_topic.clone(),
             dead_letter: config.kafka.dead_letter_topic.clone(),
@@ -331,15 +331,17 @@ impl ConsumeLoop {
             crate::job::REASON_HEADER.to_owned(),
             reason.as_bytes().to_vec(),
         )];
-        let sent = kafka::publish(
-            &self.transcoder.producer,
-            &self.transcoder.topics.dead_letter,
-            message.key(),
-            message.payload(),
-            None,
-            &headers,
-        )
-        .await;
+        let sent = self
+            .transcoder
+            .publisher
+            .publish(
+                &self.transcoder.topics.dead_letter,
+                message.key(),
+                message.payload(),
+                None,
+                &headers,
+            )
+            .await;
         if let Err(err) = &sent {
             tracing::error!(error = %err, "cannot dead-letter a malformed event; leaving it uncommitted");
         }
