@@ -26,6 +26,7 @@
 pub mod compile_cache;
 pub mod manifest;
 pub mod outbound;
+mod outbound_pool;
 pub mod routing;
 mod runtime;
 mod server;
@@ -150,7 +151,13 @@ impl RunningHost {
 
         let engine = runtime::engine()?;
         let cache = CompileCache::new(config.cache_dir.unwrap_or_else(CompileCache::default_dir));
-        let components = runtime::load_components(&engine, &cache, settings).await?;
+        let components = runtime::load_components(
+            &engine,
+            &cache,
+            settings,
+            outbound_pool::OutboundPool::new(),
+        )
+        .await?;
 
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await

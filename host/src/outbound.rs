@@ -5,8 +5,8 @@
 //! omitted means the scheme's default port. Hosts compare case-insensitively.
 //! `*://*:*` allows everything.
 
+use crate::outbound_pool::{OutboundPool, Sent};
 use anyhow::{Context, Result, bail, ensure};
-use http_body_util::BodyExt;
 use std::sync::Arc;
 use wasmtime_wasi_http::{RequestOptions, WasiBody, WasiHttpHooks};
 
@@ -170,20 +170,14 @@ impl OutboundPolicy {
     }
 }
 
-type SendFuture = Box<
-    dyn Future<
-            Output = wasmtime_wasi_http::Result<(
-                http::Response<WasiBody>,
-                Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
-            )>,
-        > + Send,
->;
+type SendFuture = Box<dyn Future<Output = wasmtime_wasi_http::Result<Sent>> + Send>;
 
 /// `wasi:http` hooks for one component's store: every outgoing request is
 /// checked against the component's policy before it leaves the host.
 pub(crate) struct OutboundHooks {
     pub(crate) component: Arc<str>,
     pub(crate) policy: Arc<OutboundPolicy>,
+    pub(crate) pool: OutboundPool,
 }
 
 impl WasiHttpHooks for OutboundHooks {
@@ -201,14 +195,8 @@ impl WasiHttpHooks for OutboundHooks {
             );
             return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
         }
-        Box::new(async move {
-            let (response, connection) =
-                wasmtime_wasi_http::default_send_request(request, options).await?;
-            let response = response.map(BodyExt::boxed_unsync);
-            let connection: Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send> =
-                Box::new(connection);
-            Ok((response, connection))
-        })
+        let pool = self.pool.clone();
+        Box::new(async move { pool.send(request, options).await })
     }
 }
 

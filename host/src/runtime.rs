@@ -4,6 +4,7 @@
 use crate::compile_cache::CompileCache;
 use crate::manifest::ComponentDecl;
 use crate::outbound::{OutboundHooks, OutboundPolicy};
+use crate::outbound_pool::OutboundPool;
 use crate::variables::{self, ComponentVariables};
 use anyhow::{Context, Result, anyhow, bail};
 use bytes::Bytes;
@@ -141,6 +142,8 @@ pub(crate) struct AppComponent {
     id: Arc<str>,
     pre: ProxyPre<StoreState>,
     variables: Arc<HashMap<String, String>>,
+    /// Shared by every component: their requests go to the same origins.
+    pool: OutboundPool,
     policy: Arc<OutboundPolicy>,
 }
 
@@ -157,6 +160,7 @@ pub(crate) async fn load_components(
     engine: &Engine,
     cache: &CompileCache,
     settings: Vec<ComponentSettings>,
+    pool: OutboundPool,
 ) -> Result<HashMap<String, Arc<AppComponent>>> {
     let mut compiling: HashMap<PathBuf, tokio::task::JoinHandle<Result<Component>>> =
         HashMap::new();
@@ -194,6 +198,7 @@ pub(crate) async fn load_components(
             pre,
             variables: Arc::new(s.variables),
             policy: Arc::new(s.policy),
+            pool: pool.clone(),
         };
         components.insert(id, Arc::new(app_component));
     }
@@ -228,6 +233,7 @@ impl AppComponent {
             hooks: OutboundHooks {
                 component: self.id.clone(),
                 policy: self.policy.clone(),
+                pool: self.pool.clone(),
             },
             variables: ComponentVariables(self.variables.clone()),
             limits: StoreLimitsBuilder::new()
