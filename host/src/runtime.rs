@@ -71,6 +71,10 @@ fn base_config() -> wasmtime::Config {
     config
 }
 
+/// Up to this much of a slot's touched memory is zeroed in place when its
+/// instance ends; the rest goes back to the OS.
+const RESET_IN_PLACE_BYTES: usize = 1 << 20;
+
 fn new_engine() -> Result<Engine> {
     let mut pool = PoolingAllocationConfig::default();
     pool.total_component_instances(MAX_CONCURRENT_INSTANCES)
@@ -79,6 +83,15 @@ fn new_engine() -> Result<Engine> {
         .total_tables(MAX_CONCURRENT_INSTANCES * CORE_INSTANCES_PER_COMPONENT)
         .total_stacks(MAX_CONCURRENT_INSTANCES)
         .max_memory_size(MAX_MEMORY_BYTES);
+    // Reset a finished instance's memory by rewriting the pages it touched
+    // (found with Linux's PAGEMAP_SCAN, kernel 6.7+; skipped elsewhere)
+    // instead of unmapping them: unmapping cost a TLB shootdown across cores
+    // and a page fault per page on the slot's next use, and was most of the
+    // host's time on `/health`. Measured: 9.1k -> 16.4k req/s at 100 VUs,
+    // same peak RSS.
+    pool.pagemap_scan(wasmtime::Enabled::Auto)
+        .linear_memory_keep_resident(RESET_IN_PLACE_BYTES)
+        .table_keep_resident(RESET_IN_PLACE_BYTES / 16);
     let mut config = base_config();
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     match Engine::new(&config) {
