@@ -38,16 +38,25 @@ def run_k6(scenario, base, vus, duration, env, pid, worker_pid=None):
     summary = tempfile.NamedTemporaryFile(suffix=".json", delete=False).name
     peak = [rss_bytes(pid) if pid else 0]
     start = {"host": rss_bytes(pid) if pid else 0, "worker": rss_bytes(worker_pid) if worker_pid else 0}
+    # (seconds since start, host RSS, worker RSS) once a second: over a soak
+    # this tells a warm-up that levels off from a leak that keeps climbing.
+    timeline = []
     done = threading.Event()
 
     def sample():
+        ticks = 0
         while not done.wait(0.2):
             if pid:
                 peak[0] = max(peak[0], rss_bytes(pid))
+            ticks += 1
+            if ticks % 5 == 0:
+                timeline.append(
+                    (time.time() - started, rss_bytes(pid) if pid else 0, rss_bytes(worker_pid) if worker_pid else 0)
+                )
 
+    started = time.time()
     sampler = threading.Thread(target=sample)
     sampler.start()
-    started = time.time()
     result = subprocess.run(
         ["k6", "run", "--quiet", "--summary-export", summary, os.path.join(HERE, f"{scenario}.js")],
         env=dict(os.environ, XTREAM_BASE=base, VUS=str(vus), DURATION=duration, **env),
@@ -74,8 +83,36 @@ def run_k6(scenario, base, vus, duration, env, pid, worker_pid=None):
         "host_growth_mib": ((rss_bytes(pid) if pid else 0) - start["host"]) / 2**20,
         "worker_growth_mib": ((rss_bytes(worker_pid) if worker_pid else 0) - start["worker"]) / 2**20,
         "seconds": time.time() - started,
+        "timeline": timeline,
         "log": result.stdout[-2000:] + result.stderr[-2000:],
     }
+
+
+def memory_timeline(run, points=10):
+    """Resident memory at each tenth of a run, and the growth after its
+    first fifth (warm-up: instance slots, connection pools, allocator arenas
+    filling up) to its end."""
+    samples = run["timeline"]
+    if not samples:
+        return []
+    mib = 2**20
+    lines = [
+        f"Memory over the {run['scenario']} run at {run['vus']} VUs (sampled every second):",
+        "",
+        "| elapsed s | host RSS MiB | worker RSS MiB |",
+        "|---:|---:|---:|",
+    ]
+    for i in range(1, points + 1):
+        at, host, worker = samples[min(len(samples) - 1, len(samples) * i // points)]
+        lines.append(f"| {at:.0f} | {host / mib:.0f} | {worker / mib:.0f} |")
+    warm = samples[len(samples) // 5]
+    last = samples[-1]
+    lines += [
+        "",
+        f"Growth from {warm[0]:.0f} s to the end: host {(last[1] - warm[1]) / mib:+.1f} MiB, "
+        f"worker {(last[2] - warm[2]) / mib:+.1f} MiB.",
+    ]
+    return lines
 
 
 def machine():
@@ -99,6 +136,7 @@ def main():
     parser.add_argument("--duration", default="20s")
     parser.add_argument("--out", required=True)
     parser.add_argument("--clip", default="")
+    parser.add_argument("--timeline", action="store_true", help="report memory over each run (soaks)")
     parser.add_argument("scenarios", nargs="+")
     args = parser.parse_args()
     env = {"XTREAM_CLIP": args.clip, "XTREAM_API_KEY": os.environ.get("XTREAM_API_KEY", "")}
@@ -145,6 +183,9 @@ def main():
                 f"| {scenario} | {vus} | {ours['rps']:.0f} | {native['rps']:.0f} | "
                 f"{ours['rps'] / native['rps']:.2f} | {ours['p95']:.1f} | {native['p95']:.1f} |"
             )
+    if args.timeline:
+        for r in rows:
+            lines += ["", *memory_timeline(r)]
     report = "\n".join(lines) + "\n"
     with open(args.out, "w") as out:
         out.write(report)
