@@ -165,7 +165,6 @@ struct Bridge {
     publisher: kafka::Publisher,
     /// Topics the broker confirmed, so a produce asks for metadata once.
     known_topics: Mutex<HashSet<String>>,
-    timeout: Duration,
 }
 
 impl Bridge {
@@ -189,7 +188,7 @@ impl Bridge {
         }
         let producer = self.publisher.current();
         let name = topic;
-        let timeout = self.timeout;
+        let timeout = self.publisher.delivery_timeout();
         // Metadata for all topics, not for this one: a request naming a
         // topic asks the broker to create it (tansu and auto-creating Kafka
         // clusters do), and a typo must be a 404, not a new topic.
@@ -329,7 +328,6 @@ pub async fn run(config: BridgeConfig) -> anyhow::Result<()> {
     let bridge = Arc::new(Bridge {
         publisher: kafka::Publisher::new(&config.brokers, config.delivery_timeout)?,
         known_topics: Mutex::new(HashSet::new()),
-        timeout: config.delivery_timeout,
     });
     let serving = bridge.clone();
     let addr: SocketAddr = serve::http(config.listen, move |request| {

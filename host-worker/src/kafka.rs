@@ -126,6 +126,11 @@ impl Publisher {
         })
     }
 
+    /// How long a delivery may wait for the broker's acknowledgement.
+    pub fn delivery_timeout(&self) -> Duration {
+        self.shared.delivery_timeout
+    }
+
     /// The producer in use now.
     pub fn current(&self) -> FutureProducer {
         self.shared.producer.read().expect("producer lock").clone()
