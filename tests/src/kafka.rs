@@ -221,6 +221,23 @@ impl Tansu {
         tokio::task::spawn_blocking(move || read_topic(&brokers, &topic, at_least, timeout)).await?
     }
 
+    /// The one `video.uploaded` event on the uploads topic, as JSON; panics
+    /// unless there is exactly one (an upload is announced once).
+    pub async fn the_upload_event(&self) -> serde_json::Value {
+        let events = self
+            .records(
+                xtream_core::events::UPLOADS_TOPIC,
+                1,
+                Duration::from_secs(20),
+            )
+            .await
+            .expect("the uploads topic can be read");
+        assert_eq!(events.len(), 1, "an upload is announced exactly once");
+        let event = events[0].json();
+        assert_eq!(event["type"], "video.uploaded");
+        event
+    }
+
     /// The offsets `group` has committed on `topic`, per partition
     /// (`None` where it committed nothing).
     pub async fn committed(&self, group: &str, topic: &str) -> anyhow::Result<Vec<Option<i64>>> {

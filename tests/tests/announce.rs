@@ -3,7 +3,6 @@
 
 use serde_json::Value;
 use std::time::Duration;
-use xtream_core::events::UPLOADS_TOPIC;
 use xtream_tests::worker::wait_for_status;
 use xtream_tests::{Stack, Worker, clips};
 
@@ -14,14 +13,7 @@ async fn an_upload_is_announced_once_with_its_id_as_key() {
     assert_eq!(response.status(), 201);
     let record: Value = response.json().await.unwrap();
 
-    let events = stack
-        .kafka
-        .records(UPLOADS_TOPIC, 1, Duration::from_secs(20))
-        .await
-        .unwrap();
-    assert_eq!(events.len(), 1);
-    let event = events[0].json();
-    assert_eq!(event["type"], "video.uploaded");
+    let event = stack.kafka.the_upload_event().await;
     assert_eq!(event["video_id"], record["id"]);
     assert_eq!(event["size"], 5);
     assert_eq!(

@@ -7,7 +7,6 @@ use serde_json::{Value, json};
 use std::path::Path;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
-use xtream_core::events::UPLOADS_TOPIC;
 use xtream_tests::{Stack, Worker, bodies, cli};
 
 const MIB: u64 = 1024 * 1024;
@@ -207,14 +206,7 @@ async fn a_1_gib_upload_interrupted_by_the_cli_resumes_with_only_the_missing_par
         .await
         .unwrap();
     assert_eq!((status, &fetched["id"]), (200, &json!(id)));
-    let events = stack
-        .kafka
-        .records(UPLOADS_TOPIC, 1, Duration::from_secs(20))
-        .await
-        .unwrap();
-    assert_eq!(events.len(), 1);
-    let event = events[0].json();
-    assert_eq!(event["type"], "video.uploaded");
+    let event = stack.kafka.the_upload_event().await;
     assert_eq!(event["video_id"], id);
     assert_eq!(event["size"], GIB);
     assert_eq!(event["original_key"], original);
@@ -279,12 +271,7 @@ async fn completing_checks_the_parts_s3_holds_and_is_idempotent() {
     let (status, again) = post_json(&stack, &complete, json!({})).await;
     assert_eq!(status, 201);
     assert_eq!(again["id"], video["id"]);
-    let events = stack
-        .kafka
-        .records(UPLOADS_TOPIC, 1, Duration::from_secs(20))
-        .await
-        .unwrap();
-    assert_eq!(events.len(), 1, "announced once");
+    stack.kafka.the_upload_event().await;
 }
 
 #[tokio::test]
