@@ -1,69 +1,13 @@
-//! Listing pages: how many, and where the next one starts.
+//! A listing page as the API returns it. Which videos are on it is decided
+//! by [`crate::metadata::ListQuery`], one SQL query whatever the catalog's
+//! size.
 
-use crate::ApiError;
-use crate::keys;
+use crate::metadata::encode_cursor;
 use crate::playback::VideoView;
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use crate::{ApiError, VideoRecord};
 use serde::Serialize;
 
-/// Page size when the client does not ask for one.
-pub const DEFAULT_PAGE_SIZE: usize = 20;
-/// The largest page a client may ask for; bounds the work of one request.
-pub const MAX_PAGE_SIZE: usize = 100;
-
-/// What one listing request asks for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PageRequest {
-    /// How many videos at most.
-    pub limit: usize,
-    /// The catalog key the page starts after (decoded from the cursor).
-    pub start_after: Option<String>,
-}
-
-impl PageRequest {
-    /// Reads `limit` and `cursor` from a URL query string.
-    pub fn from_query(query: &str) -> Result<Self, ApiError> {
-        let mut page = PageRequest {
-            limit: DEFAULT_PAGE_SIZE,
-            start_after: None,
-        };
-        for (name, value) in form_urlencoded::parse(query.as_bytes()) {
-            match name.as_ref() {
-                "limit" => {
-                    page.limit = value
-                        .parse::<usize>()
-                        .ok()
-                        .filter(|n| (1..=MAX_PAGE_SIZE).contains(n))
-                        .ok_or_else(|| {
-                            ApiError::bad_request(format!(
-                                "limit must be a whole number from 1 to {MAX_PAGE_SIZE}, not {value:?}"
-                            ))
-                        })?;
-                }
-                "cursor" if !value.is_empty() => page.start_after = Some(decode_cursor(&value)?),
-                _ => {}
-            }
-        }
-        Ok(page)
-    }
-}
-
-/// The opaque cursor a client sends back to get the page after `last_key`.
-///
-/// Opaque so that clients cannot come to depend on the key layout.
-pub fn encode_cursor(last_key: &str) -> String {
-    URL_SAFE_NO_PAD.encode(last_key)
-}
-
-/// The catalog key inside a cursor; a cursor we did not make is a 400.
-pub fn decode_cursor(cursor: &str) -> Result<String, ApiError> {
-    let invalid = || ApiError::bad_request("cursor is not one this server handed out");
-    let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| invalid())?;
-    let key = String::from_utf8(bytes).map_err(|_| invalid())?;
-    keys::id_of_catalog_entry(&key).ok_or_else(invalid)?;
-    Ok(key)
-}
+pub use crate::metadata::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 
 /// One page of the catalog, newest first, as the API returns it.
 #[derive(Debug, Clone, Serialize)]
@@ -74,49 +18,71 @@ pub struct Page {
     pub next_cursor: Option<String>,
 }
 
+impl Page {
+    /// The page made of the rows `(record json, position)` of a
+    /// [`crate::metadata::ListQuery`] asking for `limit` videos: the query
+    /// fetched one row more than the page holds, to tell whether a next
+    /// page exists without counting.
+    pub fn from_rows(
+        rows: impl IntoIterator<Item = (String, i64)>,
+        limit: usize,
+    ) -> Result<Self, ApiError> {
+        let mut videos = Vec::with_capacity(limit);
+        let mut last_position = None;
+        let mut more = false;
+        for (json, position) in rows {
+            if videos.len() == limit {
+                more = true;
+                break;
+            }
+            let record: VideoRecord = crate::metadata::decode_record(&json)?;
+            videos.push(VideoView::from(record));
+            last_position = Some(position);
+        }
+        Ok(Page {
+            videos,
+            next_cursor: last_position.filter(|_| more).map(encode_cursor),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::VideoId;
-    use jiff::Timestamp;
+    use crate::metadata::{ListQuery, decode_cursor};
 
-    #[test]
-    fn defaults_when_nothing_is_asked() {
-        let page = PageRequest::from_query("").unwrap();
-        assert_eq!(page.limit, DEFAULT_PAGE_SIZE);
-        assert_eq!(page.start_after, None);
+    fn row(position: i64) -> (String, i64) {
+        let json = serde_json::json!({
+            "id": VideoId::random(), "title": "t", "filename": "t.mp4", "size": 1,
+            "content_type": "video/mp4", "status": "ready",
+            "created_at": "2026-01-01T00:00:00+00:00", "updated_at": "2026-01-01T00:00:00+00:00",
+            "renditions": []
+        });
+        (json.to_string(), position)
     }
 
     #[test]
-    fn bounds_the_page_size() {
-        assert_eq!(PageRequest::from_query("limit=100").unwrap().limit, 100);
-        for bad in ["limit=0", "limit=101", "limit=-1", "limit=ten", "limit="] {
-            assert_eq!(
-                PageRequest::from_query(bad).unwrap_err().status,
-                400,
-                "{bad}"
-            );
-        }
+    fn a_full_page_points_at_the_next() {
+        let page = Page::from_rows([row(9), row(8), row(7)], 2).unwrap();
+        assert_eq!(page.videos.len(), 2);
+        let cursor = page.next_cursor.expect("a next page");
+        assert_eq!(decode_cursor(&cursor).unwrap(), 8);
+        let next = ListQuery::from_query(&format!("cursor={cursor}")).unwrap();
+        assert_eq!(next.before_position, Some(8));
     }
 
     #[test]
-    fn cursors_round_trip() {
-        let key = keys::catalog_entry(Timestamp::now(), VideoId::random());
-        let query = format!("limit=5&cursor={}", encode_cursor(&key));
-        let page = PageRequest::from_query(&query).unwrap();
-        assert_eq!(page.start_after.as_deref(), Some(key.as_str()));
-        assert_eq!(page.limit, 5);
+    fn the_last_page_has_no_cursor() {
+        let page = Page::from_rows([row(2), row(1)], 2).unwrap();
+        assert_eq!(page.videos.len(), 2);
+        assert_eq!(page.next_cursor, None);
+        assert!(Page::from_rows([], 20).unwrap().videos.is_empty());
     }
 
     #[test]
-    fn rejects_forged_cursors() {
-        for bad in [
-            "!!!",
-            &encode_cursor("videos/x/video.json"),
-            &encode_cursor("catalog/"),
-        ] {
-            let err = PageRequest::from_query(&format!("cursor={bad}")).unwrap_err();
-            assert_eq!(err.status, 400, "{bad}");
-        }
+    fn an_unreadable_row_is_an_error_not_a_panic() {
+        let err = Page::from_rows([("{}".to_owned(), 1)], 20).unwrap_err();
+        assert_eq!(err.status, 500);
     }
 }

@@ -129,6 +129,13 @@ impl ApiError {
         Self::new(503, "storage_unavailable", message)
     }
 
+    /// 503: the metadata database cannot be reached, or refused the
+    /// request for a reason that may pass (restarting, overloaded, its
+    /// schema not yet migrated).
+    pub fn database_unavailable(message: impl Into<String>) -> Self {
+        Self::new(503, "database_unavailable", message)
+    }
+
     /// 503: the event queue (Kafka, through its HTTP bridge) cannot be
     /// reached.
     pub fn queue_unavailable(message: impl Into<String>) -> Self {
@@ -176,6 +183,7 @@ mod tests {
         assert_eq!(ApiError::too_large(1).status, 413);
         assert_eq!(ApiError::method_not_allowed("PUT", &["GET"]).status, 405);
         assert_eq!(ApiError::storage_unavailable("down").status, 503);
+        assert_eq!(ApiError::database_unavailable("down").status, 503);
         assert_eq!(ApiError::unauthorized("no key").status, 401);
         assert_eq!(ApiError::forbidden("wrong key").status, 403);
         assert_eq!(ApiError::upload_incomplete("parts missing").status, 409);

@@ -15,6 +15,7 @@ pub mod events;
 pub mod id;
 pub mod keys;
 pub mod ladder;
+pub mod metadata;
 pub mod multipart;
 pub mod playback;
 pub mod range;

@@ -75,7 +75,7 @@ impl std::fmt::Display for IllegalTransition {
 
 impl std::error::Error for IllegalTransition {}
 
-/// One video, as stored at [`crate::keys::record`] and returned by the API.
+/// One video, as stored in the `videos` table and returned by the API.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VideoRecord {
     /// The video's id.

@@ -10,7 +10,7 @@
 //! DELETE /api/uploads/{id}          → 204, parts freed
 //! ```
 //!
-//! An [`UploadSession`] is kept at [`crate::keys::upload_session`] while the
+//! An [`UploadSession`] is a row of `upload_sessions` while the
 //! upload is open. Its id is the id the video will have, and its S3
 //! multipart upload writes straight to [`crate::keys::original`], so
 //! completing it moves no bytes. What S3 holds is the truth about progress:

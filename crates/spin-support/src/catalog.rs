@@ -1,76 +1,47 @@
-//! Reading the catalog: pages of records, newest first, and single records.
+//! Reading and deleting videos: pages newest first, single records, delete.
 
+use crate::db::{self, Metadata};
 use crate::storage::ObjectStore;
-use futures::future::join_all;
-use xtream_core::catalog::{Page, PageRequest, encode_cursor};
+use xtream_core::catalog::Page;
+use xtream_core::metadata::{self, ListQuery};
 use xtream_core::{ApiError, VideoId, VideoRecord, keys};
 
-/// One page of the catalog.
-///
-/// One LIST call plus one GET per video on the page, issued concurrently:
-/// the cost depends on the page size, never on the catalog's.
-pub async fn page(store: &ObjectStore, request: &PageRequest) -> Result<Page, ApiError> {
-    let (entries, more) = store
-        .list_after(
-            keys::CATALOG_PREFIX,
-            request.start_after.as_deref(),
-            request.limit,
-        )
-        .await?;
-    let ids = entries
+/// One page of videos: one indexed query, whatever the catalog's size.
+pub fn page(db: &Metadata, query: &ListQuery) -> Result<Page, ApiError> {
+    let rows = db.rows(&query.statement())?;
+    let rows = rows
         .iter()
-        .filter_map(|key| keys::id_of_catalog_entry(key));
-    let records = join_all(ids.map(|id| find(store, id))).await;
-    let mut videos = Vec::with_capacity(records.len());
-    for record in records {
-        // An entry whose record is gone (deleted between LIST and GET) is skipped.
-        if let Some(record) = record? {
-            videos.push(record.into());
-        }
-    }
-    let next_cursor = if more {
-        entries.last().map(|key| encode_cursor(key))
-    } else {
-        None
-    };
-    Ok(Page {
-        videos,
-        next_cursor,
-    })
+        .map(|row| Ok((db::text(row, 0)?, db::int64(row, 1)?)))
+        .collect::<Result<Vec<_>, ApiError>>()?;
+    Page::from_rows(rows, query.limit)
 }
 
 /// The record of `id`, or a 404.
-pub async fn get(store: &ObjectStore, id: VideoId) -> Result<VideoRecord, ApiError> {
-    find(store, id)
-        .await?
+pub fn get(db: &Metadata, id: VideoId) -> Result<VideoRecord, ApiError> {
+    db.record(id)?
         .ok_or_else(|| ApiError::not_found(format!("no video with id {id}")))
 }
 
-async fn find(store: &ObjectStore, id: VideoId) -> Result<Option<VideoRecord>, ApiError> {
-    let Some(bytes) = store.get(&keys::record(id)).await? else {
-        return Ok(None);
+/// Deletes video `id`; a 404 when there is no such video.
+///
+/// The row goes first, in the statement that records the deletion: from
+/// then on the video is neither listed nor served, and a worker still
+/// transcoding it fails its final write and removes what it uploaded.
+/// Then every object under the video's prefix is deleted and the deletion
+/// marked finished. If the objects cannot all be deleted now, the video is
+/// still gone for every client, and the worker's sweeper finishes the job.
+pub async fn delete(store: &ObjectStore, db: &Metadata, id: VideoId) -> Result<(), ApiError> {
+    if db.rows(&metadata::delete_video(id))?.is_empty() {
+        return Err(ApiError::not_found(format!("no video with id {id}")));
+    }
+    let removed = async {
+        let objects = store.list_all(&keys::video_prefix(id)).await?;
+        store.delete_many(&objects).await?;
+        db.execute(&metadata::finish_deletion(id))?;
+        Ok::<(), ApiError>(())
     };
-    serde_json::from_slice(&bytes)
-        .map(Some)
-        .map_err(|e| ApiError::internal(format!("the record of {id} is unreadable: {e}")))
-}
-
-/// Deletes video `id`: its catalog entry first (it stops being listed), then
-/// every object under its prefix, the record last, so a delete cut short
-/// can simply be repeated. A 404 when there is no such video.
-pub async fn delete(store: &ObjectStore, id: VideoId) -> Result<(), ApiError> {
-    let record = get(store, id).await?;
-    store
-        .delete(&keys::catalog_entry(record.created_at, id))
-        .await?;
-    let record_key = keys::record(id);
-    let objects: Vec<String> = store
-        .list_all(&keys::video_prefix(id))
-        .await?
-        .into_iter()
-        .filter(|key| *key != record_key)
-        .collect();
-    store.delete_many(&objects).await?;
-    store.delete(&record_key).await?;
+    if let Err(error) = removed.await {
+        eprintln!("video {id} deleted; its objects are left to the sweeper: {error}");
+    }
     Ok(())
 }

@@ -4,15 +4,16 @@
 //! `xtream_core::resumable`; this is the I/O around them.
 
 use crate::config;
+use crate::db::{self, Metadata};
 use crate::storage::ObjectStore;
-use crate::upload::{PublishError, publish};
+use crate::upload::{Origin, publish};
 use futures::StreamExt;
 use jiff::Timestamp;
 use spin_sdk::http::IncomingRequest;
 use xtream_core::resumable::{
     CreatedUpload, MAX_REQUEST_BYTES, NewUpload, PartUrl, UploadSession, UploadStatus,
 };
-use xtream_core::{ApiError, VideoId, VideoRecord, keys};
+use xtream_core::{ApiError, VideoId, VideoRecord, keys, metadata};
 
 /// Opens a resumable upload from a `POST /api/uploads` request. Everything
 /// is validated before S3 is asked for anything.
@@ -30,7 +31,8 @@ pub async fn create(
         .await?;
     let now = Timestamp::now();
     let session = UploadSession::open(valid, id, s3_upload_id, now);
-    if let Err(error) = save_session(store, &session).await {
+    let saved = db::open().and_then(|db| db.execute(&metadata::insert_session(&session)));
+    if let Err(error) = saved {
         // Without its session nobody can complete or abort the upload.
         let _ = store
             .abort_multipart(&original, &session.s3_upload_id)
@@ -55,7 +57,7 @@ pub async fn create(
 
 /// What S3 holds of upload `id`, and fresh URLs for the parts it lacks.
 pub async fn status(store: &ObjectStore, id: VideoId) -> Result<UploadStatus, ApiError> {
-    let session = load_session(store, id).await?;
+    let session = load_session(&db::open()?, id)?;
     let now = Timestamp::now();
     session.check_open(now)?;
     let original = keys::original(id);
@@ -88,17 +90,21 @@ pub async fn status(store: &ObjectStore, id: VideoId) -> Result<UploadStatus, Ap
 
 /// Completes upload `id`: S3 assembles the parts it lists (their ETags
 /// are S3's, never the client's), then the video is recorded, listed and
-/// announced through the same path as a streamed upload.
+/// announced through the same path as a streamed upload, and the session
+/// closed in the same statement.
 ///
-/// Repeating a completion is safe: once the record exists, it is returned;
-/// if S3 already assembled the original but the record was not written,
-/// the record is written now.
+/// Repeating a completion is safe: once the video exists, it is returned;
+/// if S3 already assembled the original but the row was not written (the
+/// database failed), the row is written now.
 pub async fn complete(store: &ObjectStore, id: VideoId) -> Result<VideoRecord, ApiError> {
-    if let Ok(record) = crate::catalog::get(store, id).await {
-        let _ = store.delete(&keys::upload_session(id)).await;
+    let db = db::open()?;
+    if let Some(record) = db.record(id)? {
         return Ok(record);
     }
-    let session = load_session(store, id).await?;
+    let session = load_session(&db, id)?;
+    // Nothing below needs the database until the record is published,
+    // which opens its own connection.
+    drop(db);
     session.check_open(Timestamp::now())?;
     let original = keys::original(id);
     match store.list_parts(&original, &session.s3_upload_id).await? {
@@ -113,41 +119,28 @@ pub async fn complete(store: &ObjectStore, id: VideoId) -> Result<VideoRecord, A
         None => return Err(not_open(id)),
     }
     let record = session.record(Timestamp::now());
-    let published = publish(store, record).await;
-    if !matches!(published, Err(PublishError::NotRecorded(_))) {
-        // Recorded: the session has served its purpose. If this delete
-        // fails, the sweeper removes the session once it expires.
-        let _ = store.delete(&keys::upload_session(id)).await;
-    }
-    Ok(published?)
+    // A row that could not be written leaves the session and the assembled
+    // original in place, so the client's retry completes it.
+    Ok(publish(record, Origin::Resumable).await?)
 }
 
 /// Aborts upload `id`: S3 frees its parts and the session is removed.
 pub async fn abort(store: &ObjectStore, id: VideoId) -> Result<(), ApiError> {
-    let session = load_session(store, id).await?;
+    let db = db::open()?;
+    let session = load_session(&db, id)?;
     store
         .abort_multipart(&keys::original(id), &session.s3_upload_id)
         .await?;
-    store.delete(&keys::upload_session(id)).await?;
+    db.execute(&metadata::delete_session(id))?;
     Ok(())
 }
 
-async fn save_session(store: &ObjectStore, session: &UploadSession) -> Result<(), ApiError> {
-    let json = serde_json::to_vec(session)
-        .map_err(|e| ApiError::internal(format!("cannot encode the upload session: {e}")))?;
-    store
-        .put(&keys::upload_session(session.id), json, "application/json")
-        .await?;
-    Ok(())
-}
-
-async fn load_session(store: &ObjectStore, id: VideoId) -> Result<UploadSession, ApiError> {
-    let bytes = store
-        .get(&keys::upload_session(id))
-        .await?
+fn load_session(db: &Metadata, id: VideoId) -> Result<UploadSession, ApiError> {
+    let rows = db.rows(&metadata::select_session(id))?;
+    let row = rows
+        .first()
         .ok_or_else(|| ApiError::not_found(format!("no open upload with id {id}")))?;
-    serde_json::from_slice(&bytes)
-        .map_err(|e| ApiError::internal(format!("the session of upload {id} is unreadable: {e}")))
+    metadata::decode_session(&db::text(row, 0)?)
 }
 
 fn not_open(id: VideoId) -> ApiError {

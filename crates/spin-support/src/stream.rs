@@ -59,7 +59,7 @@ async fn open(
     let mut disposition = None;
     // Every media request reads the (small) record first: it decides 404
     // and 409, and names the original's type and file name.
-    let record = catalog::get(store, object.id).await?;
+    let record = catalog::get(&crate::db::open()?, object.id)?;
     if object.kind.needs_ready_check() && record.status != VideoStatus::Ready {
         return Err(not_ready(&record));
     }

@@ -1,11 +1,14 @@
 //! Receiving an upload: the request body is streamed into the bucket part by
 //! part, and the record is written only once the original is whole.
 
+use crate::config::variable;
+use crate::db::Metadata;
 use crate::http::{header, path_and_query};
 use crate::storage::{ObjectStore, StorageError};
 use futures::StreamExt;
 use spin_sdk::http::IncomingRequest;
 use xtream_core::config::UploadLimits;
+use xtream_core::metadata;
 use xtream_core::multipart::{Event, MultipartParser};
 use xtream_core::upload::{self, ByteBudget, UploadForm};
 use xtream_core::{ApiError, VideoId, VideoRecord, keys};
@@ -19,9 +22,10 @@ const MAX_TITLE_FIELD_BYTES: usize = 4 * upload::MAX_TITLE_CHARS;
 
 /// Streams an upload request into the store and records it.
 ///
-/// Nothing becomes visible unless everything succeeded: the record (and its
-/// catalog entry) is written after the original, and a failed original is
-/// aborted or deleted.
+/// Nothing becomes visible unless everything succeeded: the row (with its
+/// announcement) is written after the original is whole, and a failed
+/// original is aborted or deleted. The database is only reached once the
+/// bytes are stored, so no upload holds a connection while it streams.
 pub async fn receive(
     store: &ObjectStore,
     request: IncomingRequest,
@@ -76,10 +80,10 @@ pub async fn receive(
         received.content_type,
         jiff::Timestamp::now(),
     );
-    match publish(store, record).await {
+    match publish(record, Origin::Streamed).await {
         Ok(record) => Ok(record),
         Err(PublishError::NotRecorded(error)) => {
-            // Best effort: without a record the original is unreachable anyway.
+            // Best effort: without a row the original is unreachable anyway.
             let _ = store.delete(&keys::original(id)).await;
             Err(error)
         }
@@ -90,12 +94,12 @@ pub async fn receive(
 /// Why [`publish`] failed.
 #[derive(Debug)]
 pub enum PublishError {
-    /// The record or its catalog entry could not be written: the video is
-    /// not listed, and the caller decides what becomes of its original.
+    /// The row could not be written: the video does not exist, and the
+    /// caller decides what becomes of its original.
     NotRecorded(ApiError),
-    /// The video is stored and listed, but its event could not be
-    /// published; the record says so and the worker's reconciler will
-    /// publish it. The error is the 503 to answer.
+    /// The video is stored and listed with its announcement in the outbox,
+    /// but the bridge did not take it now; the row says so and the worker's
+    /// outbox relay announces it. The error is the 503 to answer.
     NotQueued(ApiError),
 }
 
@@ -107,61 +111,73 @@ impl From<PublishError> for ApiError {
     }
 }
 
-/// The one path from "an original is stored" to a video: write its record,
-/// then its catalog entry, then announce `video.uploaded`. Used by streamed
-/// uploads and by completed resumable uploads alike.
-pub async fn publish(
-    store: &ObjectStore,
-    record: VideoRecord,
-) -> Result<VideoRecord, PublishError> {
-    save_record(store, &record)
-        .await
-        .map_err(PublishError::NotRecorded)?;
-    if let Err(error) = crate::announce::upload(&record).await {
-        return Err(PublishError::NotQueued(
-            not_yet_queued(store, record, error).await,
-        ));
-    }
-    Ok(record)
+/// Where a stored original came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// A request body streamed through the component.
+    Streamed,
+    /// A completed resumable upload, whose session closes with the insert.
+    Resumable,
 }
 
-/// The upload is stored but its event could not be published. The video is
-/// kept (the worker's reconciler re-publishes records left in `uploaded`),
-/// the record says what happened, and the client hears a 503 naming the id.
-async fn not_yet_queued(store: &ObjectStore, mut record: VideoRecord, error: ApiError) -> ApiError {
-    record.status_detail = Some(format!(
+/// The one path from "an original is stored" to a video: one statement
+/// writes its row and its `video.uploaded` outbox entry (and closes a
+/// resumable upload's session), then the event is sent through the bridge
+/// at once and its outbox entry marked sent. Used by streamed uploads and
+/// completed resumable uploads alike.
+///
+/// Idempotent: when the video already exists (a repeated completion), its
+/// row is returned and nothing is announced again.
+pub async fn publish(record: VideoRecord, origin: Origin) -> Result<VideoRecord, PublishError> {
+    let db = crate::db::open().map_err(PublishError::NotRecorded)?;
+    let topic = variable("uploads_topic").map_err(PublishError::NotRecorded)?;
+    let statement = metadata::insert_uploaded(&record, &topic, origin == Origin::Resumable);
+    let inserted = db.rows(&statement).map_err(PublishError::NotRecorded)?;
+    let Some(row) = inserted.first() else {
+        return crate::catalog::get(&db, record.id).map_err(PublishError::NotRecorded);
+    };
+    let stored = crate::db::text(row, 0)
+        .and_then(|json| metadata::decode_record(&json))
+        .map_err(PublishError::NotRecorded)?;
+    let outbox_id = crate::db::int64(row, 1).map_err(PublishError::NotRecorded)?;
+    match crate::announce::upload(&stored).await {
+        Ok(()) => {
+            // If this fails the relay sends the event again: consumers
+            // already take events at least once.
+            let _ = db.execute(&metadata::mark_sent(outbox_id));
+            Ok(stored)
+        }
+        Err(error) => Err(PublishError::NotQueued(not_yet_queued(
+            &db, &stored, outbox_id, error,
+        ))),
+    }
+}
+
+/// The upload is stored but the bridge did not take its event. The outbox
+/// keeps it for the worker's relay, the row says what happened (unless the
+/// video has moved on meanwhile), and the client hears a 503 naming the id.
+fn not_yet_queued(
+    db: &Metadata,
+    record: &VideoRecord,
+    outbox_id: i64,
+    error: ApiError,
+) -> ApiError {
+    let detail = format!(
         "stored, but not yet queued for transcoding ({}); it will be queued automatically",
         error.message
+    );
+    // If this fails too, the row simply lacks the explanation.
+    let _ = db.execute(&metadata::note_not_sent(
+        record.id,
+        outbox_id,
+        &error.message,
+        &detail,
     ));
-    if let Ok(json) = serde_json::to_vec(&record) {
-        // If this fails too, the record simply lacks the explanation.
-        let _ = store
-            .put(&keys::record(record.id), json, "application/json")
-            .await;
-    }
     ApiError::queue_unavailable(format!(
         "video {} was stored but could not be queued for transcoding: {}; \
          it will be queued automatically",
         record.id, error.message
     ))
-}
-
-/// Writes the record, then its catalog entry: a catalog entry never points
-/// at a record that does not exist.
-async fn save_record(store: &ObjectStore, record: &VideoRecord) -> Result<(), ApiError> {
-    let json = serde_json::to_vec(record)
-        .map_err(|e| ApiError::internal(format!("cannot encode record: {e}")))?;
-    store
-        .put(&keys::record(record.id), json, "application/json")
-        .await?;
-    store
-        .put(
-            &keys::catalog_entry(record.created_at, record.id),
-            Vec::new(),
-            "application/octet-stream",
-        )
-        .await?;
-    Ok(())
 }
 
 struct Received {

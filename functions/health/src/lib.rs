@@ -1,5 +1,5 @@
 //! `GET /health` (liveness: no I/O) and `GET /health/ready` (readiness: the
-//! bucket is reachable).
+//! bucket and the metadata database answer).
 
 use serde_json::json;
 use spin_sdk::http::{IncomingRequest, ResponseOutparam};
@@ -21,5 +21,6 @@ async fn handle(request: IncomingRequest, out: ResponseOutparam) {
 
 async fn ready() -> Result<serde_json::Value, ApiError> {
     open_store()?.check_bucket().await?;
+    xtream_spin::db::open()?.check()?;
     Ok(json!({"status": "ready"}))
 }

@@ -6,12 +6,12 @@
 use spin_sdk::http::{IncomingRequest, ResponseOutparam};
 use spin_sdk::http_component;
 use xtream_core::ApiError;
-use xtream_core::catalog::PageRequest;
+use xtream_core::metadata::ListQuery;
 use xtream_core::playback::VideoView;
 use xtream_core::route::{LegacyRoute, legacy_route};
 use xtream_spin::auth::admit;
 use xtream_spin::http::{method, path_and_query, respond, respond_error, respond_json};
-use xtream_spin::{ObjectStore, catalog, upload};
+use xtream_spin::{catalog, db, upload};
 
 #[http_component]
 async fn handle(request: IncomingRequest, out: ResponseOutparam) {
@@ -23,7 +23,7 @@ async fn handle(request: IncomingRequest, out: ResponseOutparam) {
         Err(error) => return respond_error(out, &error).await,
     };
     match route {
-        LegacyRoute::List => match list(&store, &query).await {
+        LegacyRoute::List => match list(&query) {
             // The original answered a bare array; the cursor of the next page
             // rides in a header so old clients see the same shape.
             Ok(page) => {
@@ -37,7 +37,9 @@ async fn handle(request: IncomingRequest, out: ResponseOutparam) {
             Err(error) => respond_error(out, &error).await,
         },
         LegacyRoute::Get(id) => {
-            let video = catalog::get(&store, id).await.map(VideoView::from);
+            let video = db::open()
+                .and_then(|db| catalog::get(&db, id))
+                .map(VideoView::from);
             respond(out, 200, video).await
         }
         LegacyRoute::Upload => {
@@ -47,11 +49,11 @@ async fn handle(request: IncomingRequest, out: ResponseOutparam) {
     }
 }
 
-async fn list(store: &ObjectStore, query: &str) -> Result<xtream_core::catalog::Page, ApiError> {
-    let mut request = PageRequest::from_query(query)?;
+fn list(query: &str) -> Result<xtream_core::catalog::Page, ApiError> {
+    let mut list = ListQuery::from_query(query)?;
     if !query.contains("limit=") {
         // The original listed everything; give its clients the largest page.
-        request.limit = xtream_core::catalog::MAX_PAGE_SIZE;
+        list.limit = xtream_core::catalog::MAX_PAGE_SIZE;
     }
-    catalog::page(store, &request).await
+    catalog::page(&db::open()?, &list)
 }

@@ -4,14 +4,15 @@
 
 use spin_sdk::http::{IncomingRequest, ResponseOutparam};
 use spin_sdk::http_component;
-use xtream_core::catalog::PageRequest;
+use xtream_core::metadata::ListQuery;
 use xtream_core::playback::VideoView;
 use xtream_core::route::{ApiRoute, api_route};
+use xtream_core::{ApiError, VideoId};
 use xtream_spin::auth::admit;
 use xtream_spin::http::{
     method, path_and_query, respond, respond_created_video, respond_error, respond_no_content,
 };
-use xtream_spin::{catalog, upload};
+use xtream_spin::{ObjectStore, catalog, db, upload};
 
 #[http_component]
 async fn handle(request: IncomingRequest, out: ResponseOutparam) {
@@ -24,17 +25,17 @@ async fn handle(request: IncomingRequest, out: ResponseOutparam) {
     };
     match route {
         ApiRoute::ListVideos => {
-            let page = match PageRequest::from_query(&query) {
-                Ok(request) => catalog::page(&store, &request).await,
-                Err(error) => Err(error),
-            };
+            let page =
+                ListQuery::from_query(&query).and_then(|list| catalog::page(&db::open()?, &list));
             respond(out, 200, page).await
         }
         ApiRoute::GetVideo(id) => {
-            let video = catalog::get(&store, id).await.map(VideoView::from);
+            let video = db::open()
+                .and_then(|db| catalog::get(&db, id))
+                .map(VideoView::from);
             respond(out, 200, video).await
         }
-        ApiRoute::DeleteVideo(id) => match catalog::delete(&store, id).await {
+        ApiRoute::DeleteVideo(id) => match delete(&store, id).await {
             Ok(()) => respond_no_content(out).await,
             Err(error) => respond_error(out, &error).await,
         },
@@ -42,4 +43,8 @@ async fn handle(request: IncomingRequest, out: ResponseOutparam) {
             respond_created_video(out, upload::receive(&store, request).await).await
         }
     }
+}
+
+async fn delete(store: &ObjectStore, id: VideoId) -> Result<(), ApiError> {
+    catalog::delete(store, &db::open()?, id).await
 }

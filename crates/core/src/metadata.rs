@@ -1,0 +1,753 @@
+//! The metadata store: every SQL statement Xtream runs against PostgreSQL,
+//! with its parameters, in one place.
+//!
+//! The Spin components (through `spin:postgres`) and the worker (through
+//! tokio-postgres) run the same statements; each only binds [`Param`]s to
+//! its driver's types and reads the rows back. Every placeholder carries an
+//! explicit cast (`$1::uuid`), so PostgreSQL infers the type each driver
+//! binds, whatever the context of the placeholder.
+//!
+//! Records come back as one JSON text column in [`VideoRecord`]'s serde
+//! shape, so both sides decode them with the same code
+//! ([`decode_record`]). Every change that must be announced writes its
+//! outbox row in the same statement (one statement is one transaction), so
+//! a video is never stored without the event that gets it transcoded.
+
+use crate::events::VideoUploaded;
+use crate::resumable::UploadSession;
+use crate::{ApiError, VideoId, VideoRecord, VideoStatus};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+/// The schema migrations, oldest first: `(version, name, SQL)`. Applied by
+/// `xtream-worker migrate`; a landed migration is never edited.
+pub const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "metadata",
+    include_str!("../../../migrations/0001_metadata.sql"),
+)];
+
+/// One value bound to a placeholder.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Param {
+    /// `uuid`.
+    Uuid(VideoId),
+    /// `text`.
+    Text(String),
+    /// `text`, possibly NULL.
+    NullableText(Option<String>),
+    /// `bigint`.
+    BigInt(i64),
+    /// `bigint`, possibly NULL.
+    NullableBigInt(Option<i64>),
+    /// `double precision`, possibly NULL.
+    NullableFloat(Option<f64>),
+    /// `jsonb`.
+    Jsonb(serde_json::Value),
+}
+
+impl Param {
+    /// The SQL type the placeholder is cast to.
+    pub fn sql_type(&self) -> &'static str {
+        match self {
+            Param::Uuid(_) => "uuid",
+            Param::Text(_) | Param::NullableText(_) => "text",
+            Param::BigInt(_) | Param::NullableBigInt(_) => "bigint",
+            Param::NullableFloat(_) => "double precision",
+            Param::Jsonb(_) => "jsonb",
+        }
+    }
+}
+
+/// A statement and its parameters, ready to run.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Statement {
+    /// The SQL, with `$n::type` placeholders.
+    pub sql: String,
+    /// `params[n - 1]` binds `$n`.
+    pub params: Vec<Param>,
+}
+
+impl Statement {
+    /// Adds a parameter and returns its placeholder, cast to its type.
+    fn bind(&mut self, param: Param) -> String {
+        let placeholder = format!("${}::{}", self.params.len() + 1, param.sql_type());
+        self.params.push(param);
+        placeholder
+    }
+}
+
+/// The columns of `videos` as one JSON text value in [`VideoRecord`]'s
+/// shape. NULLs decode as absent options.
+const RECORD_JSON: &str = "jsonb_build_object(\
+    'id', id, 'title', title, 'filename', filename, 'size', size, \
+    'content_type', content_type, 'status', status, \
+    'created_at', created_at, 'updated_at', updated_at, \
+    'failure_reason', failure_reason, 'status_detail', status_detail, \
+    'duration_seconds', duration_seconds, 'width', width, 'height', height, \
+    'video_codec', video_codec, 'audio_codec', audio_codec, \
+    'renditions', renditions, 'hls_master', hls_master, 'thumbnail', thumbnail\
+    )::text";
+
+/// An upload session's columns as JSON text in [`UploadSession`]'s shape.
+const SESSION_JSON: &str = "jsonb_build_object(\
+    'id', id, 's3_upload_id', s3_upload_id, 'filename', filename, 'title', title, \
+    'content_type', content_type, 'size', size, 'part_size', part_size, \
+    'created_at', created_at, 'expires_at', expires_at\
+    )::text";
+
+/// Decodes a record returned by one of these statements.
+pub fn decode_record(json: &str) -> Result<VideoRecord, ApiError> {
+    serde_json::from_str(json)
+        .map_err(|e| ApiError::internal(format!("a video row is not a record: {e}")))
+}
+
+/// Decodes an upload session returned by one of these statements.
+pub fn decode_session(json: &str) -> Result<UploadSession, ApiError> {
+    serde_json::from_str(json)
+        .map_err(|e| ApiError::internal(format!("an upload session row is unreadable: {e}")))
+}
+
+fn bigint(n: u64) -> Param {
+    Param::BigInt(i64::try_from(n).unwrap_or(i64::MAX))
+}
+
+/// Stores a newly uploaded video and its `video.uploaded` event on `topic`
+/// in one statement, and, for a completed resumable upload, removes its
+/// session in the same transaction.
+///
+/// Returns one row `(record json, outbox id bigint)`, or no row when a video
+/// with this id already exists (a repeated completion): then read it with
+/// [`select_record`]. `created_at` and `updated_at` are the database's clock.
+pub fn insert_uploaded(record: &VideoRecord, topic: &str, closes_session: bool) -> Statement {
+    let mut s = Statement::default();
+    let id = s.bind(Param::Uuid(record.id));
+    let title = s.bind(Param::Text(record.title.clone()));
+    let filename = s.bind(Param::Text(record.filename.clone()));
+    let size = s.bind(bigint(record.size));
+    let content_type = s.bind(Param::Text(record.content_type.clone()));
+    let topic = s.bind(Param::Text(topic.to_owned()));
+    let key = s.bind(Param::Text(record.id.to_string()));
+    let event = VideoUploaded::of(record);
+    let payload = s.bind(Param::Jsonb(
+        serde_json::to_value(&event).expect("an event always serialises"),
+    ));
+    let close_session = if closes_session {
+        format!("closed AS (DELETE FROM upload_sessions WHERE id = {id}), ")
+    } else {
+        String::new()
+    };
+    // The event's `uploaded_at` is set from the row's created_at, so both
+    // carry the database's clock.
+    s.sql = format!(
+        "WITH {close_session}\
+         video AS (\
+           INSERT INTO videos (id, title, filename, size, content_type, status) \
+           VALUES ({id}, {title}, {filename}, {size}, {content_type}, 'uploaded') \
+           ON CONFLICT (id) DO NOTHING \
+           RETURNING *), \
+         event AS (\
+           INSERT INTO outbox (topic, key, payload) \
+           SELECT {topic}, {key}, jsonb_set({payload}, '{{uploaded_at}}', to_jsonb(video.created_at)) \
+           FROM video RETURNING id) \
+         SELECT {RECORD_JSON}, (SELECT id FROM event) FROM video"
+    );
+    s
+}
+
+/// The record of `id`: one row `(record json)`, or none.
+pub fn select_record(id: VideoId) -> Statement {
+    let mut s = Statement::default();
+    let id = s.bind(Param::Uuid(id));
+    s.sql = format!("SELECT {RECORD_JSON} FROM videos WHERE id = {id}");
+    s
+}
+
+/// The announcement went out: outbox row `outbox_id` is sent.
+pub fn mark_sent(outbox_id: i64) -> Statement {
+    let mut s = Statement::default();
+    let id = s.bind(Param::BigInt(outbox_id));
+    s.sql = format!(
+        "UPDATE outbox SET sent_at = now(), attempts = attempts + 1, last_error = NULL \
+         WHERE id = {id} AND sent_at IS NULL"
+    );
+    s
+}
+
+/// The announcement failed: the outbox row keeps it for the relay, and the
+/// video, if nothing has moved it on yet, says why it waits.
+pub fn note_not_sent(id: VideoId, outbox_id: i64, why: &str, detail: &str) -> Statement {
+    let mut s = Statement::default();
+    let id = s.bind(Param::Uuid(id));
+    let outbox_id = s.bind(Param::BigInt(outbox_id));
+    let why = s.bind(Param::Text(why.to_owned()));
+    let detail = s.bind(Param::Text(detail.to_owned()));
+    s.sql = format!(
+        "WITH noted AS (\
+           UPDATE outbox SET attempts = attempts + 1, last_error = {why} \
+           WHERE id = {outbox_id} AND sent_at IS NULL) \
+         UPDATE videos SET status_detail = {detail} \
+         WHERE id = {id} AND status = 'uploaded'"
+    );
+    s
+}
+
+/// The relay could not publish outbox row `outbox_id`: counts the attempt
+/// and keeps why, for whoever looks at a stuck event; the row stays unsent
+/// for the relay's next run.
+pub fn note_relay_failed(outbox_id: i64, why: &str) -> Statement {
+    let mut s = Statement::default();
+    let id = s.bind(Param::BigInt(outbox_id));
+    let why = s.bind(Param::Text(why.to_owned()));
+    s.sql = format!(
+        "UPDATE outbox SET attempts = attempts + 1, last_error = {why} \
+         WHERE id = {id} AND sent_at IS NULL"
+    );
+    s
+}
+
+/// Deletes the row of video `id` and records the deletion, so whoever
+/// removes the objects can be repeated until they are gone. Unsent events
+/// of the video go too. One row `(id)` when the video existed.
+pub fn delete_video(id: VideoId) -> Statement {
+    let mut s = Statement::default();
+    let uuid = s.bind(Param::Uuid(id));
+    let key = s.bind(Param::Text(id.to_string()));
+    s.sql = format!(
+        "WITH gone AS (DELETE FROM videos WHERE id = {uuid} RETURNING id), \
+         unsent AS (DELETE FROM outbox WHERE key = {key} AND sent_at IS NULL \
+                    AND EXISTS (SELECT 1 FROM gone)) \
+         INSERT INTO video_deletions (video_id) SELECT id FROM gone \
+         ON CONFLICT (video_id) DO UPDATE SET requested_at = now() \
+         RETURNING video_id::text"
+    );
+    s
+}
+
+/// Every object of deleted video `id` is gone.
+pub fn finish_deletion(id: VideoId) -> Statement {
+    let mut s = Statement::default();
+    let id = s.bind(Param::Uuid(id));
+    s.sql = format!("DELETE FROM video_deletions WHERE video_id = {id}");
+    s
+}
+
+/// Writes the status and what the worker learnt (media facts, renditions,
+/// detail, failure reason) of `record`, only if the row is still in
+/// `expected`: a compare-and-set, so two writers can never undo each
+/// other's move, and a video deleted meanwhile stays deleted. One row
+/// `(record json)` when it was written; none when the row is gone or has
+/// moved on (read it again to tell which).
+pub fn save_transition(record: &VideoRecord, expected: VideoStatus) -> Statement {
+    let mut s = Statement::default();
+    let id = s.bind(Param::Uuid(record.id));
+    let expected = s.bind(Param::Text(expected.as_str().to_owned()));
+    let status = s.bind(Param::Text(record.status.as_str().to_owned()));
+    let detail = s.bind(Param::NullableText(record.status_detail.clone()));
+    let reason = s.bind(Param::NullableText(record.failure_reason.clone()));
+    let duration = s.bind(Param::NullableFloat(record.duration_seconds));
+    let width = s.bind(Param::NullableBigInt(record.width.map(i64::from)));
+    let height = s.bind(Param::NullableBigInt(record.height.map(i64::from)));
+    let video_codec = s.bind(Param::NullableText(record.video_codec.clone()));
+    let audio_codec = s.bind(Param::NullableText(record.audio_codec.clone()));
+    let renditions = s.bind(Param::Jsonb(
+        serde_json::to_value(&record.renditions).expect("renditions always serialise"),
+    ));
+    let hls_master = s.bind(Param::NullableText(record.hls_master.clone()));
+    let thumbnail = s.bind(Param::NullableText(record.thumbnail.clone()));
+    s.sql = format!(
+        "UPDATE videos SET status = {status}, status_detail = {detail}, \
+         failure_reason = {reason}, duration_seconds = {duration}, width = {width}, \
+         height = {height}, video_codec = {video_codec}, audio_codec = {audio_codec}, \
+         renditions = {renditions}, hls_master = {hls_master}, thumbnail = {thumbnail}, \
+         updated_at = now() \
+         WHERE id = {id} AND status = {expected} \
+         RETURNING {RECORD_JSON}"
+    );
+    s
+}
+
+/// Opens a resumable upload's session.
+pub fn insert_session(session: &UploadSession) -> Statement {
+    let mut s = Statement::default();
+    let id = s.bind(Param::Uuid(session.id));
+    let s3 = s.bind(Param::Text(session.s3_upload_id.clone()));
+    let filename = s.bind(Param::Text(session.filename.clone()));
+    let title = s.bind(Param::Text(session.title.clone()));
+    let content_type = s.bind(Param::Text(session.content_type.clone()));
+    let size = s.bind(bigint(session.size));
+    let part_size = s.bind(bigint(session.part_size));
+    let created = s.bind(Param::Text(session.created_at.to_string()));
+    let expires = s.bind(Param::Text(session.expires_at.to_string()));
+    s.sql = format!(
+        "INSERT INTO upload_sessions \
+         (id, s3_upload_id, filename, title, content_type, size, part_size, created_at, expires_at) \
+         VALUES ({id}, {s3}, {filename}, {title}, {content_type}, {size}, {part_size}, \
+                 {created}::timestamptz, {expires}::timestamptz)"
+    );
+    s
+}
+
+/// The session of upload `id`: one row `(session json)`, or none.
+pub fn select_session(id: VideoId) -> Statement {
+    let mut s = Statement::default();
+    let id = s.bind(Param::Uuid(id));
+    s.sql = format!("SELECT {SESSION_JSON} FROM upload_sessions WHERE id = {id}");
+    s
+}
+
+/// Closes the session of upload `id` (aborted or swept).
+pub fn delete_session(id: VideoId) -> Statement {
+    let mut s = Statement::default();
+    let id = s.bind(Param::Uuid(id));
+    s.sql = format!("DELETE FROM upload_sessions WHERE id = {id}");
+    s
+}
+
+/// Sessions past their expiry or opened more than `ttl_seconds` ago, at most
+/// `limit`: rows `(session json)`.
+pub fn select_abandoned_sessions(ttl_seconds: u64, limit: u64) -> Statement {
+    let mut s = Statement::default();
+    let ttl = s.bind(bigint(ttl_seconds));
+    let limit = s.bind(bigint(limit));
+    s.sql = format!(
+        "SELECT {SESSION_JSON} FROM upload_sessions \
+         WHERE expires_at < now() OR created_at < now() - {ttl} * interval '1 second' \
+         ORDER BY created_at LIMIT {limit}"
+    );
+    s
+}
+
+/// Deletions requested more than `after_seconds` ago and not finished (the
+/// deleting request died): rows `(video id text)`.
+pub fn select_unfinished_deletions(after_seconds: u64, limit: u64) -> Statement {
+    let mut s = Statement::default();
+    let after = s.bind(bigint(after_seconds));
+    let limit = s.bind(bigint(limit));
+    s.sql = format!(
+        "SELECT video_id::text FROM video_deletions \
+         WHERE requested_at < now() - {after} * interval '1 second' \
+         ORDER BY requested_at LIMIT {limit}"
+    );
+    s
+}
+
+/// Whether video `id` has a row: one row `(bigint)` when it does.
+pub fn video_exists(id: VideoId) -> Statement {
+    let mut s = Statement::default();
+    let id = s.bind(Param::Uuid(id));
+    s.sql = format!("SELECT 1::bigint FROM videos WHERE id = {id}");
+    s
+}
+
+/// Answers once the database is up and has the `videos` table (readiness).
+pub fn ping() -> Statement {
+    Statement {
+        sql: "SELECT 1::bigint FROM videos LIMIT 1".into(),
+        params: Vec::new(),
+    }
+}
+
+/// A libpq `key='value'` connection string; values are quoted so that a
+/// password may hold any character.
+pub fn connection_string(settings: &[(&str, String)]) -> String {
+    settings
+        .iter()
+        .map(|(key, value)| {
+            let quoted = value.replace('\\', "\\\\").replace('\'', "\\'");
+            format!("{key}='{quoted}'")
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// What a PostgreSQL error code (SQLSTATE) means to whoever ran the
+/// statement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SqlStateMeaning {
+    /// It may pass: the server is shutting down, starting, overloaded, or
+    /// the transaction lost a race (serialization failure, deadlock).
+    Transient,
+    /// The schema is not there yet: migrations have not run.
+    SchemaMissing,
+    /// Anything else: the statement or the data is wrong, a bug.
+    Bug,
+}
+
+/// Classifies a SQLSTATE code.
+pub fn sqlstate_meaning(code: &str) -> SqlStateMeaning {
+    match code {
+        // undefined_table, undefined_column, undefined_function
+        "42P01" | "42703" | "42883" => SqlStateMeaning::SchemaMissing,
+        // serialization_failure, deadlock_detected
+        "40001" | "40P01" => SqlStateMeaning::Transient,
+        // connection exception, insufficient resources, operator intervention
+        // (admin shutdown, cannot connect now), system error
+        _ if ["08", "53", "57", "58"]
+            .iter()
+            .any(|class| code.starts_with(class)) =>
+        {
+            SqlStateMeaning::Transient
+        }
+        _ => SqlStateMeaning::Bug,
+    }
+}
+
+/// Locks and returns up to `limit` events not sent within `after_seconds`
+/// of being written, oldest first: rows `(outbox id bigint, topic text, key
+/// text, payload text)`. Run inside a transaction that then marks them
+/// sent; other relays skip the locked rows instead of sending them twice.
+pub fn claim_unsent(after_seconds: u64, limit: u64) -> Statement {
+    let mut s = Statement::default();
+    let after = s.bind(bigint(after_seconds));
+    let limit = s.bind(bigint(limit));
+    s.sql = format!(
+        "SELECT id, topic, key, payload::text FROM outbox \
+         WHERE sent_at IS NULL AND created_at < now() - {after} * interval '1 second' \
+         ORDER BY id LIMIT {limit} FOR UPDATE SKIP LOCKED"
+    );
+    s
+}
+
+// ---------------------------------------------------------------------------
+// Listing
+
+/// Page size when the client does not ask for one.
+pub const DEFAULT_PAGE_SIZE: usize = 20;
+/// The largest page a client may ask for; bounds the work of one request.
+pub const MAX_PAGE_SIZE: usize = 100;
+/// The longest search text accepted, in characters.
+pub const MAX_SEARCH_CHARS: usize = 200;
+/// At most this many words of a search are used.
+const MAX_SEARCH_WORDS: usize = 16;
+
+/// What one listing request asks for: `limit`, `cursor`, `status`, `q`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListQuery {
+    /// How many videos at most.
+    pub limit: usize,
+    /// Only videos listed after this position (from the cursor).
+    pub before_position: Option<i64>,
+    /// Only videos in this status.
+    pub status: Option<VideoStatus>,
+    /// Only videos whose title has words starting with each of these.
+    pub words: Vec<String>,
+}
+
+impl Default for ListQuery {
+    fn default() -> Self {
+        Self {
+            limit: DEFAULT_PAGE_SIZE,
+            before_position: None,
+            status: None,
+            words: Vec::new(),
+        }
+    }
+}
+
+impl ListQuery {
+    /// Reads `limit`, `cursor`, `status` and `q` from a URL query string;
+    /// anything malformed is a 400 that says what is wrong.
+    pub fn from_query(query: &str) -> Result<Self, ApiError> {
+        let mut list = ListQuery::default();
+        for (name, value) in form_urlencoded::parse(query.as_bytes()) {
+            match name.as_ref() {
+                "limit" => {
+                    list.limit = value
+                        .parse::<usize>()
+                        .ok()
+                        .filter(|n| (1..=MAX_PAGE_SIZE).contains(n))
+                        .ok_or_else(|| {
+                            ApiError::bad_request(format!(
+                                "limit must be a whole number from 1 to {MAX_PAGE_SIZE}, not {value:?}"
+                            ))
+                        })?;
+                }
+                "cursor" if !value.is_empty() => {
+                    list.before_position = Some(decode_cursor(&value)?)
+                }
+                "status" if !value.is_empty() => list.status = Some(parse_status(&value)?),
+                "q" => list.words = search_words(&value)?,
+                _ => {}
+            }
+        }
+        Ok(list)
+    }
+
+    /// The statement of this page: rows `(record json, position bigint)`,
+    /// newest first, one more than `limit` so the caller knows whether a
+    /// next page exists.
+    pub fn statement(&self) -> Statement {
+        let mut s = Statement::default();
+        let mut conditions = Vec::new();
+        if let Some(status) = self.status {
+            let status = s.bind(Param::Text(status.as_str().to_owned()));
+            conditions.push(format!("status = {status}"));
+        }
+        if !self.words.is_empty() {
+            let query: Vec<String> = self.words.iter().map(|w| format!("{w}:*")).collect();
+            let query = s.bind(Param::Text(query.join(" & ")));
+            conditions.push(format!("title_words @@ to_tsquery('simple', {query})"));
+        }
+        if let Some(position) = self.before_position {
+            let position = s.bind(Param::BigInt(position));
+            conditions.push(format!("position < {position}"));
+        }
+        let filter = if conditions.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", conditions.join(" AND "))
+        };
+        let limit = s.bind(bigint(self.limit as u64 + 1));
+        s.sql = format!(
+            "SELECT {RECORD_JSON}, position FROM videos{filter} \
+             ORDER BY position DESC LIMIT {limit}"
+        );
+        s
+    }
+}
+
+fn parse_status(value: &str) -> Result<VideoStatus, ApiError> {
+    serde_json::from_value(serde_json::Value::String(value.to_owned())).map_err(|_| {
+        ApiError::bad_request(format!(
+            "status must be one of uploaded, queued, transcoding, ready, failed, not {value:?}"
+        ))
+    })
+}
+
+/// The words of a search, lowercased: letters and digits only, so the text
+/// can never be tsquery syntax. Each matches title words it starts.
+fn search_words(q: &str) -> Result<Vec<String>, ApiError> {
+    if q.chars().count() > MAX_SEARCH_CHARS {
+        return Err(ApiError::bad_request(format!(
+            "q must be at most {MAX_SEARCH_CHARS} characters"
+        )));
+    }
+    let words: Vec<String> = q
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .take(MAX_SEARCH_WORDS)
+        .map(str::to_lowercase)
+        .collect();
+    if words.is_empty() && !q.trim().is_empty() {
+        return Err(ApiError::bad_request(
+            "q must contain at least one letter or digit",
+        ));
+    }
+    Ok(words)
+}
+
+const CURSOR_PREFIX: &str = "p";
+
+/// The opaque cursor a client sends back to get the page after the video at
+/// `position`. Opaque so that clients cannot come to depend on it.
+pub fn encode_cursor(position: i64) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{CURSOR_PREFIX}{position}"))
+}
+
+/// The position inside a cursor; a cursor we did not make is a 400.
+pub fn decode_cursor(cursor: &str) -> Result<i64, ApiError> {
+    let invalid = || ApiError::bad_request("cursor is not one this server handed out");
+    let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| invalid())?;
+    let text = String::from_utf8(bytes).map_err(|_| invalid())?;
+    text.strip_prefix(CURSOR_PREFIX)
+        .and_then(|n| n.parse::<i64>().ok())
+        .filter(|n| *n > 0)
+        .ok_or_else(invalid)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jiff::Timestamp;
+
+    fn record() -> VideoRecord {
+        VideoRecord::uploaded(
+            VideoId::random(),
+            "Cat".into(),
+            "cat.mp4".into(),
+            42,
+            "video/mp4".into(),
+            Timestamp::from_second(1_700_000_000).unwrap(),
+        )
+    }
+
+    /// Every `$n` is bound, in order, and cast to its parameter's type.
+    fn assert_well_bound(s: &Statement) {
+        for (i, param) in s.params.iter().enumerate() {
+            let placeholder = format!("${}::{}", i + 1, param.sql_type());
+            assert!(s.sql.contains(&placeholder), "{placeholder} in {}", s.sql);
+        }
+        let next = format!("${}", s.params.len() + 1);
+        assert!(!s.sql.contains(&next), "unbound {next} in {}", s.sql);
+    }
+
+    #[test]
+    fn every_statement_binds_each_placeholder_with_its_type() {
+        let r = record();
+        let session_json = serde_json::json!({
+            "id": r.id, "s3_upload_id": "u", "filename": "a.mp4", "title": "a",
+            "content_type": "video/mp4", "size": 9, "part_size": 8,
+            "created_at": "2026-01-01T00:00:00Z", "expires_at": "2026-01-02T00:00:00Z"
+        });
+        let session: UploadSession = serde_json::from_value(session_json).unwrap();
+        for s in [
+            insert_uploaded(&r, "xtream.uploads", false),
+            insert_uploaded(&r, "xtream.uploads", true),
+            select_record(r.id),
+            mark_sent(7),
+            note_not_sent(r.id, 7, "down", "waiting"),
+            note_relay_failed(7, "broker down"),
+            delete_video(r.id),
+            finish_deletion(r.id),
+            save_transition(&r, VideoStatus::Queued),
+            insert_session(&session),
+            select_session(r.id),
+            delete_session(r.id),
+            select_abandoned_sessions(60, 10),
+            select_unfinished_deletions(60, 10),
+            video_exists(r.id),
+            claim_unsent(5, 100),
+            ping(),
+            ListQuery::default().statement(),
+            ListQuery::from_query("status=ready&q=red+cat&cursor=".to_owned().as_str())
+                .unwrap()
+                .statement(),
+        ] {
+            assert_well_bound(&s);
+        }
+    }
+
+    #[test]
+    fn a_resumable_completion_closes_its_session_in_the_same_statement() {
+        let r = record();
+        assert!(
+            insert_uploaded(&r, "t", true)
+                .sql
+                .contains("DELETE FROM upload_sessions")
+        );
+        assert!(
+            !insert_uploaded(&r, "t", false)
+                .sql
+                .contains("upload_sessions")
+        );
+    }
+
+    #[test]
+    fn a_failed_relay_keeps_the_event_unsent() {
+        let s = note_relay_failed(7, "broker down");
+        assert!(!s.sql.contains("sent_at = now()"), "{}", s.sql);
+        assert!(s.sql.contains("attempts = attempts + 1"), "{}", s.sql);
+        assert!(s.sql.contains("AND sent_at IS NULL"), "{}", s.sql);
+        assert_eq!(
+            s.params,
+            vec![Param::BigInt(7), Param::Text("broker down".into())]
+        );
+    }
+
+    #[test]
+    fn records_decode_from_the_json_postgres_builds() {
+        let r = record();
+        let json = format!(
+            r#"{{"id": "{}", "title": "Cat", "filename": "cat.mp4", "size": 42,
+                "content_type": "video/mp4", "status": "uploaded",
+                "created_at": "2023-11-14T22:13:20.123456+00:00",
+                "updated_at": "2023-11-14T22:13:20.123456+00:00",
+                "failure_reason": null, "status_detail": null, "duration_seconds": null,
+                "width": null, "height": null, "video_codec": null, "audio_codec": null,
+                "renditions": [], "hls_master": null, "thumbnail": null}}"#,
+            r.id
+        );
+        let decoded = decode_record(&json).unwrap();
+        assert_eq!(decoded.id, r.id);
+        assert_eq!(decoded.status, VideoStatus::Uploaded);
+        assert_eq!(decoded.width, None);
+        assert_eq!(
+            decoded.created_at,
+            "2023-11-14T22:13:20.123456Z".parse::<Timestamp>().unwrap()
+        );
+        assert_eq!(decode_record("{}").unwrap_err().status, 500);
+    }
+
+    #[test]
+    fn listing_defaults_when_nothing_is_asked() {
+        let list = ListQuery::from_query("").unwrap();
+        assert_eq!(list, ListQuery::default());
+        let s = list.statement();
+        assert!(!s.sql.contains("WHERE"));
+        assert_eq!(s.params, vec![Param::BigInt(DEFAULT_PAGE_SIZE as i64 + 1)]);
+    }
+
+    #[test]
+    fn listing_bounds_the_page_size() {
+        assert_eq!(ListQuery::from_query("limit=100").unwrap().limit, 100);
+        for bad in ["limit=0", "limit=101", "limit=-1", "limit=ten", "limit="] {
+            assert_eq!(ListQuery::from_query(bad).unwrap_err().status, 400, "{bad}");
+        }
+    }
+
+    #[test]
+    fn listing_filters_by_status() {
+        let list = ListQuery::from_query("status=ready").unwrap();
+        assert_eq!(list.status, Some(VideoStatus::Ready));
+        assert!(list.statement().sql.contains("status = $1::text"));
+        let err = ListQuery::from_query("status=deleted").unwrap_err();
+        assert_eq!(err.status, 400);
+        assert!(err.message.contains("uploaded, queued"), "{}", err.message);
+    }
+
+    #[test]
+    fn search_words_are_prefixes_and_never_tsquery_syntax() {
+        let list = ListQuery::from_query("q=Holi%27day+%21%26%7C+Été:*").unwrap();
+        assert_eq!(list.words, ["holi", "day", "été"]);
+        let s = list.statement();
+        assert!(
+            s.params
+                .contains(&Param::Text("holi:* & day:* & été:*".into()))
+        );
+        assert_eq!(ListQuery::from_query("q=%26%26").unwrap_err().status, 400);
+        assert!(ListQuery::from_query("q=").unwrap().words.is_empty());
+        let long = format!("q={}", "a".repeat(MAX_SEARCH_CHARS + 1));
+        assert_eq!(ListQuery::from_query(&long).unwrap_err().status, 400);
+    }
+
+    #[test]
+    fn cursors_round_trip_and_forged_ones_are_refused() {
+        let list = ListQuery::from_query(&format!("cursor={}", encode_cursor(41))).unwrap();
+        assert_eq!(list.before_position, Some(41));
+        assert!(list.statement().sql.contains("position < $1::bigint"));
+        for bad in [
+            "!!!".to_owned(),
+            URL_SAFE_NO_PAD.encode("p-1"),
+            URL_SAFE_NO_PAD.encode("x5"),
+            URL_SAFE_NO_PAD.encode("catalog/123"),
+        ] {
+            let err = ListQuery::from_query(&format!("cursor={bad}")).unwrap_err();
+            assert_eq!(err.status, 400, "{bad}");
+        }
+    }
+
+    #[test]
+    fn connection_strings_quote_every_value() {
+        let text = connection_string(&[("host", "db".into()), ("password", r"it's \ x".into())]);
+        assert_eq!(text, r"host='db' password='it\'s \\ x'");
+    }
+
+    #[test]
+    fn sqlstates_tell_outages_from_bugs() {
+        assert_eq!(sqlstate_meaning("57P01"), SqlStateMeaning::Transient);
+        assert_eq!(sqlstate_meaning("08006"), SqlStateMeaning::Transient);
+        assert_eq!(sqlstate_meaning("53300"), SqlStateMeaning::Transient);
+        assert_eq!(sqlstate_meaning("40001"), SqlStateMeaning::Transient);
+        assert_eq!(sqlstate_meaning("42P01"), SqlStateMeaning::SchemaMissing);
+        assert_eq!(sqlstate_meaning("23505"), SqlStateMeaning::Bug);
+        assert_eq!(sqlstate_meaning("22P02"), SqlStateMeaning::Bug);
+    }
+
+    #[test]
+    fn every_migration_has_a_distinct_increasing_version() {
+        let versions: Vec<i64> = MIGRATIONS.iter().map(|(v, _, _)| *v).collect();
+        assert!(versions.windows(2).all(|w| w[0] < w[1]), "{versions:?}");
+        assert!(MIGRATIONS.iter().all(|(_, _, sql)| !sql.trim().is_empty()));
+    }
+}
