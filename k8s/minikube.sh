@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Xtream on a local minikube: start the cluster, install what the manifests
 # need (cert-manager, KWasm + containerd-shim-spin, spin-operator, Strimzi,
-# KEDA), then apply k8s/overlays/minikube. Safe to run again.
+# KEDA, CloudNativePG), then apply k8s/overlays/minikube. Safe to run again.
 #
 #   k8s/minikube.sh                       # images as set in the overlay
 #   XTREAM_APP_IMAGE=ghcr.io/me/xtream:0.1.0 \
@@ -98,6 +98,17 @@ install_keda() {
         --wait --timeout "$WAIT"
 }
 
+install_cloudnative_pg() {
+    local minor="${CLOUDNATIVE_PG_VERSION%.*}"
+    say "CloudNativePG $CLOUDNATIVE_PG_VERSION (PostgreSQL)"
+    # Server-side: its CRDs are too large for the annotation a client-side
+    # apply keeps. The project publishes each release's manifest on its
+    # release branch.
+    kubectl apply --server-side -f \
+        "https://raw.githubusercontent.com/cloudnative-pg/cloudnative-pg/release-$minor/releases/cnpg-$CLOUDNATIVE_PG_VERSION.yaml"
+    kubectl -n cnpg-system rollout status deployment/cnpg-controller-manager --timeout "$WAIT"
+}
+
 apply_overlay() {
     local overlay="$ROOT/k8s/overlays/minikube"
     if [ -n "${XTREAM_APP_IMAGE:-}${XTREAM_WORKER_IMAGE:-}" ]; then
@@ -122,11 +133,17 @@ apply_overlay() {
         overlay="$tmp"
     fi
     say "applying the minikube overlay"
+    # A finished migrate Job's pod template cannot change; a new worker image
+    # would make the apply fail on it. Migrations are idempotent: rerun them.
+    kubectl -n "$NAMESPACE" delete job xtream-migrate --ignore-not-found
     kubectl apply -k "$overlay"
 }
 
 wait_for_platform() {
-    say "waiting for Kafka, MinIO and the platform (first start pulls images: minutes)"
+    say "waiting for PostgreSQL, Kafka, MinIO and the platform (first start pulls images: minutes)"
+    kubectl -n "$NAMESPACE" wait cluster/xtream-db --for=condition=Ready --timeout "$WAIT"
+    # Right after the database: the Job is deleted a few minutes after it ends.
+    kubectl -n "$NAMESPACE" wait job/xtream-migrate --for=condition=Complete --timeout "$WAIT"
     kubectl -n "$NAMESPACE" wait kafka/xtream --for=condition=Ready --timeout "$WAIT"
     kubectl -n "$NAMESPACE" rollout status statefulset/minio --timeout "$WAIT"
     kubectl -n "$NAMESPACE" wait job/minio-bucket --for=condition=Complete --timeout "$WAIT"
@@ -144,6 +161,7 @@ install_spin_shim
 install_spin_operator
 install_strimzi
 install_keda
+install_cloudnative_pg
 apply_overlay
 wait_for_platform
 

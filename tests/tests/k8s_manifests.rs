@@ -6,17 +6,20 @@
 //!
 //! - built-in kinds against the Kubernetes JSON schemas of the pinned release
 //!   (strict: unknown fields are errors, as `kubectl apply` treats them),
-//! - SpinApp, SpinAppExecutor, Kafka, KafkaNodePool, KafkaTopic, KafkaBridge
-//!   and ScaledObject against their operators' published CRD schemas,
+//! - SpinApp, SpinAppExecutor, Kafka, KafkaNodePool, KafkaTopic, KafkaBridge,
+//!   ScaledObject, Cluster and ScheduledBackup (CloudNativePG) against their
+//!   operators' published CRD schemas,
 //! - the project's rules (selectors match pods, references resolve, every
 //!   container has resources and probes, images are pinned, autoscalers have
 //!   targets, NetworkPolicies select pods and allow exactly the designed flows,
-//!   and the settings that must agree across objects do).
+//!   database clients migrate the schema first, and the settings that must
+//!   agree across objects do).
 //!
 //! The schemas are vendored under `tests/data/k8s/` (provenance in its
-//! README). Pods that operators create (spin-operator, Strimzi) are modelled
-//! from the custom resources with the labels those operators document, so
-//! that Services, NetworkPolicies and autoscalers aimed at them are checked
+//! README). Pods, Services and Secrets that operators create (spin-operator,
+//! Strimzi, CloudNativePG) are modelled from the custom resources with the
+//! names and labels those operators give them, so that Services,
+//! NetworkPolicies, autoscalers and references aimed at them are checked
 //! too. Each rule has a test below that breaks a small valid "world" and
 //! expects the violation.
 
@@ -255,8 +258,71 @@ fn pods(objects: &[Value]) -> Vec<Pod> {
                         .unwrap_or(8080),
                 )],
             }),
+            // CloudNativePG: a pod per instance. Roles move on failover, so a
+            // flow to the cluster must reach the primary and a replica alike.
+            "Cluster" => {
+                let instances = o
+                    .pointer("/spec/instances")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(1);
+                for (n, role) in ["primary", "replica"].iter().enumerate() {
+                    if (n as u64) < instances {
+                        out.push(Pod {
+                            owner: id(o),
+                            namespace: ns.clone(),
+                            labels: cnpg_instance_labels(name(o), n + 1, role),
+                            ports: vec![
+                                ("postgresql".into(), 5432),
+                                ("metrics".into(), 9187),
+                                ("status".into(), 8000),
+                            ],
+                        });
+                    }
+                }
+            }
             _ => {}
         }
+    }
+    out
+}
+
+fn cnpg_instance_labels(cluster: &str, serial: usize, role: &str) -> Labels {
+    labels(&[
+        ("cnpg.io/cluster", cluster),
+        ("cnpg.io/instanceName", &format!("{cluster}-{serial}")),
+        ("cnpg.io/podRole", "instance"),
+        ("cnpg.io/instanceRole", role),
+        ("role", role),
+    ])
+}
+
+/// Keys of the Secrets CloudNativePG writes for a database user.
+const CNPG_USER_SECRET_KEYS: &[&str] = &[
+    "username",
+    "user",
+    "password",
+    "dbname",
+    "host",
+    "port",
+    "pgpass",
+    "uri",
+    "jdbc-uri",
+    "fqdn-uri",
+    "fqdn-jdbc-uri",
+];
+
+/// The Secrets CloudNativePG makes for a Cluster: `<name>-app` for the
+/// application's owner when it bootstraps with initdb (its default) without a
+/// Secret of yours, and `<name>-superuser` when superuser access is on.
+fn cnpg_secrets(cluster: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    let bootstrap = cluster.pointer("/spec/bootstrap");
+    let initdb = bootstrap.is_none() || bootstrap.and_then(|b| b.get("initdb")).is_some();
+    if initdb && cluster.pointer("/spec/bootstrap/initdb/secret").is_none() {
+        out.push(format!("{}-app", name(cluster)));
+    }
+    if cluster.pointer("/spec/enableSuperuserAccess") == Some(&Value::Bool(true)) {
+        out.push(format!("{}-superuser", name(cluster)));
     }
     out
 }
@@ -331,6 +397,15 @@ fn services(objects: &[Value]) -> Vec<Svc> {
                         .unwrap_or(8080),
                 )],
             )),
+            // CloudNativePG: the primary (-rw), the replicas (-ro), any (-r).
+            "Cluster" => {
+                for suffix in ["rw", "ro", "r"] {
+                    out.push(svc(
+                        format!("{}-{suffix}", name(o)),
+                        vec![("postgres".into(), 5432)],
+                    ));
+                }
+            }
             _ => {}
         }
     }
@@ -607,6 +682,14 @@ impl Stores {
                 "Secret" => {
                     stores.secrets.insert(at, keys(o, &["data", "stringData"]));
                 }
+                "Cluster" => {
+                    for secret in cnpg_secrets(o) {
+                        let generated = CNPG_USER_SECRET_KEYS.iter().map(|k| (*k).to_owned());
+                        stores
+                            .secrets
+                            .insert((at.0.clone(), secret), Some(generated.collect()));
+                    }
+                }
                 "Namespace" => {
                     for secret in external_secrets {
                         stores
@@ -783,6 +866,45 @@ fn reference_violations(objects: &[Value], external_secrets: &[&str]) -> Vec<Str
                     ));
                 }
             }
+            "Cluster" => {
+                let refs = ["accessKeyId", "secretAccessKey", "sessionToken", "region"]
+                    .map(|k| format!("/spec/backup/barmanObjectStore/s3Credentials/{k}"))
+                    .into_iter()
+                    .chain(["/spec/bootstrap/initdb/secret".to_owned()]);
+                for pointer in refs {
+                    if let Some(r) = o.pointer(&pointer) {
+                        stores.check("Secret", ns, r, "/name", &mut out, &from);
+                    }
+                }
+            }
+            "ScheduledBackup" => {
+                let cluster = s(o, "/spec/cluster/name");
+                // Each method backs up to what the Cluster configures for it.
+                let target = match o
+                    .pointer("/spec/method")
+                    .and_then(Value::as_str)
+                    .unwrap_or("barmanObjectStore")
+                {
+                    "volumeSnapshot" => Some("volumeSnapshot"),
+                    "plugin" => None,
+                    _ => Some("barmanObjectStore"),
+                };
+                match objects
+                    .iter()
+                    .find(|c| kind(c) == "Cluster" && namespace(c) == ns && name(c) == cluster)
+                {
+                    None => out.push(format!("{from}: Cluster {cluster:?} does not exist")),
+                    Some(c) => {
+                        if let Some(target) = target
+                            && c.pointer(&format!("/spec/backup/{target}")).is_none()
+                        {
+                            out.push(format!(
+                                "{from}: Cluster {cluster:?} has no backup.{target} to back up to"
+                            ));
+                        }
+                    }
+                }
+            }
             _ => {}
         }
     }
@@ -832,8 +954,10 @@ fn hygiene_violations(objects: &[Value]) -> Vec<String> {
             }
         }
         // Operators create these pods from the resource's own settings.
-        if matches!(kind(o), "SpinApp" | "KafkaNodePool" | "KafkaBridge")
-            && !has_quantities(o.pointer("/spec/resources"))
+        if matches!(
+            kind(o),
+            "SpinApp" | "KafkaNodePool" | "KafkaBridge" | "Cluster"
+        ) && !has_quantities(o.pointer("/spec/resources"))
         {
             out.push(format!(
                 "{} /spec/resources: needs cpu and memory requests and limits",
@@ -871,10 +995,21 @@ fn image_violations(objects: &[Value]) -> Vec<String> {
         if kind(o) == "SpinApp" {
             images.push((id(o), s(o, "/spec/image").to_owned()));
         }
+        // Without one (or a catalog), CloudNativePG runs its built-in default,
+        // which changes with the operator: an operator upgrade would become a
+        // PostgreSQL upgrade.
+        if kind(o) == "Cluster" && o.pointer("/spec/imageCatalogRef").is_none() {
+            images.push((id(o), s(o, "/spec/imageName").to_owned()));
+        }
     }
     images
         .into_iter()
         .filter_map(|(from, image)| {
+            if image.is_empty() {
+                return Some(format!(
+                    "{from}: names no image; the operator's default would drift"
+                ));
+            }
             if image.contains("@sha256:") {
                 return None;
             }
@@ -1525,6 +1660,12 @@ fn endpoint_violations(objects: &[Value]) -> Vec<String> {
                     ));
                 }
             }
+            "Cluster" => {
+                let pointer = "/spec/backup/barmanObjectStore/endpointURL";
+                if let Some(v) = o.pointer(pointer).and_then(Value::as_str) {
+                    addresses.push((format!("{} {pointer}", id(o)), ns.clone(), v.into()));
+                }
+            }
             "ScaledObject" | "KafkaBridge" => {
                 for pointer in ["/spec/bootstrapServers"] {
                     if let Some(v) = o.pointer(pointer).and_then(Value::as_str) {
@@ -1579,13 +1720,147 @@ fn endpoint_violations(objects: &[Value]) -> Vec<String> {
 }
 
 // ---------------------------------------------------------------------------
+// Rule: the database schema is migrated before it is used
+
+/// Whether a container runs the worker's `migrate` subcommand (the image's
+/// entrypoint is the worker binary).
+fn runs_migrate(c: &Value) -> bool {
+    items(c, "/command").is_empty()
+        && items(c, "/args").first().and_then(Value::as_str) == Some("migrate")
+}
+
+/// Where a container's XTREAM_DATABASE_URL comes from (`value` or `valueFrom`).
+fn database_url(c: &Value) -> Option<Value> {
+    items(c, "/env")
+        .iter()
+        .find(|e| s(e, "/name") == "XTREAM_DATABASE_URL")
+        .map(|e| {
+            let mut source = e.clone();
+            if let Some(m) = source.as_object_mut() {
+                m.remove("name");
+            }
+            source
+        })
+}
+
+/// ConfigMaps a pod template names (env, envFrom, volumes).
+fn config_maps_named(spec: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    for (c, _) in containers(spec) {
+        for e in items(c, "/env") {
+            out.push(s(e, "/valueFrom/configMapKeyRef/name").to_owned());
+        }
+        for e in items(c, "/envFrom") {
+            out.push(s(e, "/configMapRef/name").to_owned());
+        }
+    }
+    for v in items(spec, "/volumes") {
+        out.push(s(v, "/configMap/name").to_owned());
+        for src in items(v, "/projected/sources") {
+            out.push(s(src, "/configMap/name").to_owned());
+        }
+    }
+    out.retain(|n| !n.is_empty());
+    out
+}
+
+/// Every workload that uses the database runs `migrate` first, in an init
+/// container with its own image and database, and a Job runs the same
+/// migration for the clients that have no init step (the functions, and the
+/// worker while KEDA keeps it at zero). A migrate Job must survive the next
+/// `kubectl apply`: its template is immutable once created, so it goes away
+/// after it finishes (ttlSecondsAfterFinished) and names no ConfigMap (a
+/// generated ConfigMap's name changes with its content).
+fn migration_violations(objects: &[Value]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut jobs: Vec<(&str, &str, Option<Value>)> = Vec::new(); // namespace, image, database
+    for o in objects.iter().filter(|o| kind(o) == "Job") {
+        let Some(spec) = pod_spec(o) else { continue };
+        let migrations: Vec<&Value> = containers(spec)
+            .map(|(c, _)| c)
+            .filter(|c| runs_migrate(c))
+            .collect();
+        for c in &migrations {
+            if database_url(c).is_none() {
+                out.push(format!(
+                    "{} container {:?}: runs migrate without XTREAM_DATABASE_URL",
+                    id(o),
+                    s(c, "/name")
+                ));
+            }
+            jobs.push((namespace(o), s(c, "/image"), database_url(c)));
+        }
+        if migrations.is_empty() {
+            continue;
+        }
+        for field in ["ttlSecondsAfterFinished", "backoffLimit"] {
+            if o.pointer(&format!("/spec/{field}")).is_none() {
+                out.push(format!("{}: a migrate Job needs spec.{field}", id(o)));
+            }
+        }
+        for cm in config_maps_named(spec) {
+            out.push(format!(
+                "{}: the template names ConfigMap {cm:?}; a generated name changes with the content, and a Job's template cannot change",
+                id(o)
+            ));
+        }
+    }
+    for o in objects.iter().filter(|o| kind(o) != "Job") {
+        let Some(spec) = pod_spec(o) else { continue };
+        let inits: Vec<&Value> = items(spec, "/initContainers")
+            .iter()
+            .filter(|c| runs_migrate(c))
+            .collect();
+        for c in items(spec, "/containers")
+            .iter()
+            .filter(|c| !runs_migrate(c))
+        {
+            let Some(url) = database_url(c) else { continue };
+            let image = s(c, "/image");
+            let at = format!("{} container {:?}", id(o), s(c, "/name"));
+            let same_db: Vec<&&Value> = inits
+                .iter()
+                .filter(|i| database_url(i).as_ref() == Some(&url))
+                .collect();
+            if inits.is_empty() {
+                out.push(format!(
+                    "{at}: uses the database but no init container runs migrate first"
+                ));
+            } else if same_db.is_empty() {
+                out.push(format!(
+                    "{at}: the migrate init container migrates another database"
+                ));
+            } else if !same_db.iter().any(|i| s(i, "/image") == image) {
+                out.push(format!(
+                    "{at}: the migrate init container runs another image than {image:?}"
+                ));
+            }
+            if !jobs
+                .iter()
+                .any(|(ns, i, u)| *ns == namespace(o) && *i == image && u.as_ref() == Some(&url))
+            {
+                out.push(format!(
+                    "{at}: no migrate Job runs {image:?} against its database"
+                ));
+            }
+        }
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------
 // The overlays
 
 /// Secrets an overlay expects to exist in the cluster before it is applied
 /// (created by hand; see the overlay's kustomization.yaml).
 fn external_secrets(overlay: &str) -> &'static [&'static str] {
     match overlay {
-        "production" => &["minio-root", "xtream-s3", "xtream-api"],
+        "production" => &[
+            "minio-root",
+            "xtream-s3",
+            "xtream-api",
+            "xtream-db-backup-s3",
+        ],
         _ => &[],
     }
 }
@@ -1607,6 +1882,14 @@ fn xtream_flows() -> (Vec<Flow>, Vec<Flow>) {
     let bridge = || owner("KafkaBridge/xtream-bridge");
     let prometheus = || owner("Deployment/prometheus");
     let node_exporter = || owner("DaemonSet/node-exporter");
+    let postgres = || owner("Cluster/xtream-db");
+    let migrate = || owner("Job/xtream-migrate");
+    let cnpg = || {
+        elsewhere(
+            "cnpg-system",
+            &[("app.kubernetes.io/name", "cloudnative-pg")],
+        )
+    };
     let allowed = vec![
         tcp(ingress_nginx(), functions(), 80),
         tcp(ingress_nginx(), minio(), 9001),
@@ -1627,6 +1910,16 @@ fn xtream_flows() -> (Vec<Flow>, Vec<Flow>) {
         tcp(prometheus(), node_exporter(), 9100),
         tcp(prometheus(), worker(), 9090),
         tcp(prometheus(), End::External, 443),
+        tcp(functions(), postgres(), 5432),
+        tcp(worker(), postgres(), 5432),
+        tcp(migrate(), postgres(), 5432),
+        tcp(postgres(), postgres(), 5432),
+        tcp(postgres(), postgres(), 8000),
+        tcp(cnpg(), postgres(), 8000),
+        tcp(cnpg(), postgres(), 5432),
+        tcp(prometheus(), postgres(), 9187),
+        tcp(postgres(), minio(), 9000),
+        tcp(postgres(), End::External, 443),
     ];
     let denied = vec![
         tcp(functions(), kafka(), 9092),      // only through the bridge
@@ -1638,6 +1931,23 @@ fn xtream_flows() -> (Vec<Flow>, Vec<Flow>) {
         tcp(keda(), minio(), 9000),
         tcp(functions(), node_exporter(), 9100),
         tcp(bridge(), minio(), 9000),
+        // PostgreSQL: only its three clients, the operator and its peers.
+        tcp(ingress_nginx(), postgres(), 5432),
+        tcp(kafka(), postgres(), 5432),
+        tcp(bridge(), postgres(), 5432),
+        tcp(minio(), postgres(), 5432),
+        tcp(owner("Job/minio-bucket"), postgres(), 5432),
+        tcp(keda(), postgres(), 5432),
+        tcp(strimzi(), postgres(), 5432),
+        tcp(elsewhere("default", &[]), postgres(), 5432),
+        tcp(elsewhere("cnpg-system", &[]), postgres(), 5432), // not the operator
+        tcp(prometheus(), postgres(), 5432),
+        tcp(functions(), postgres(), 8000),
+        tcp(worker(), postgres(), 9187),
+        tcp(migrate(), minio(), 9000),
+        tcp(migrate(), End::External, 443),
+        tcp(postgres(), functions(), 80),
+        tcp(postgres(), kafka(), 9092),
     ];
     (allowed, denied)
 }
@@ -1658,6 +1968,7 @@ fn all_violations(objects: &[Value], overlay: &str) -> Vec<String> {
         grace_period_violations(objects),
         ingress_upload_violations(objects),
         endpoint_violations(objects),
+        migration_violations(objects),
     ]
     .concat()
 }
@@ -1720,6 +2031,7 @@ fn overlays_deploy_everything_the_platform_needs() {
             "NetworkPolicy",
             "ClusterRole",
             "ClusterRoleBinding",
+            "Cluster",
         ] {
             assert!(kinds.contains(want), "{overlay}: no {want}");
         }
@@ -1756,13 +2068,19 @@ fn overlays_deploy_everything_the_platform_needs() {
             "api_keys",
             "read_requires_key",
             "s3_public_endpoint",
+            "db_host",
+            "db_port",
+            "db_name",
+            "db_user",
+            "db_password",
+            "db_sslmode",
         ] {
             assert!(
                 variables.contains(var),
                 "{overlay}: SpinApp lacks variable {var}"
             );
         }
-        for secret in ["s3_access_key", "s3_secret_key", "api_keys"] {
+        for secret in ["s3_access_key", "s3_secret_key", "api_keys", "db_password"] {
             let v = items(app, "/spec/variables")
                 .iter()
                 .find(|v| s(v, "/name") == secret)
@@ -1783,6 +2101,102 @@ fn overlays_deploy_everything_the_platform_needs() {
             2,
             "{overlay}: the app and the MinIO console: {hosts:?}"
         );
+    }
+}
+
+#[test]
+fn overlays_wire_postgres_into_the_platform() {
+    for overlay in OVERLAYS {
+        let objects = render(overlay);
+        let find = |id_: &str| {
+            objects
+                .iter()
+                .find(|o| id(o) == id_)
+                .unwrap_or_else(|| panic!("{overlay}: no {id_}"))
+        };
+        let db = find("Cluster/xtream-db");
+        let want_instances = if *overlay == "production" { 3 } else { 1 };
+        assert_eq!(db["spec"]["instances"], json!(want_instances), "{overlay}");
+        assert_eq!(
+            db["spec"]["enablePDB"],
+            json!(true),
+            "{overlay}: PDBs are the operator's, said explicitly"
+        );
+        assert_eq!(
+            db["spec"]["bootstrap"]["initdb"],
+            json!({"database": "xtream", "owner": "xtream"}),
+            "{overlay}"
+        );
+        assert!(
+            services(&objects)
+                .iter()
+                .any(|svc| svc.name == "xtream-db-rw" && svc.ports.iter().any(|(_, p)| *p == 5432)),
+            "{overlay}: the read-write Service"
+        );
+
+        // The functions: connection settings from the operator's Secret.
+        let app = find("SpinApp/xtream");
+        let variable = |n: &str| {
+            items(app, "/spec/variables")
+                .iter()
+                .find(|v| s(v, "/name") == n)
+                .unwrap_or_else(|| panic!("{overlay}: no variable {n}"))
+                .clone()
+        };
+        for (var, key) in [
+            ("db_host", "host"),
+            ("db_port", "port"),
+            ("db_name", "dbname"),
+            ("db_user", "username"),
+            ("db_password", "password"),
+        ] {
+            assert_eq!(
+                variable(var)["valueFrom"],
+                json!({"secretKeyRef": {"name": "xtream-db-app", "key": key}}),
+                "{overlay}: {var}"
+            );
+        }
+        let sslmode = variable("db_sslmode");
+        let r = &sslmode["valueFrom"]["configMapKeyRef"];
+        assert_eq!(
+            config_value(&objects, "xtream", s(r, "/name"), s(r, "/key")).as_deref(),
+            Some("prefer"),
+            "{overlay}: db_sslmode"
+        );
+
+        // The worker and the migrations: the operator's connection URI.
+        let uri = json!({"valueFrom": {"secretKeyRef": {"name": "xtream-db-app", "key": "uri"}}});
+        let worker = find("Deployment/xtream-worker");
+        let run = &items(worker, "/spec/template/spec/containers")[0];
+        assert_eq!(database_url(run), Some(uri.clone()), "{overlay}: worker");
+        let init = &items(worker, "/spec/template/spec/initContainers")[0];
+        assert_eq!(items(init, "/args"), [json!("migrate")], "{overlay}");
+        assert_eq!(database_url(init), Some(uri.clone()), "{overlay}: init");
+        let job = find("Job/xtream-migrate");
+        let c = &items(job, "/spec/template/spec/containers")[0];
+        assert_eq!(items(c, "/args"), [json!("migrate")], "{overlay}");
+        assert_eq!(database_url(c), Some(uri), "{overlay}: Job");
+        assert_eq!(s(c, "/image"), s(run, "/image"), "{overlay}: one image");
+
+        // Backups: production only, nightly, to the in-cluster MinIO.
+        let scheduled: Vec<&Value> = objects
+            .iter()
+            .filter(|o| kind(o) == "ScheduledBackup")
+            .collect();
+        if *overlay == "production" {
+            assert_eq!(scheduled.len(), 1, "production: one ScheduledBackup");
+            assert_eq!(s(scheduled[0], "/spec/cluster/name"), "xtream-db");
+            assert_eq!(
+                s(db, "/spec/backup/barmanObjectStore/endpointURL"),
+                "http://minio:9000"
+            );
+        } else {
+            assert!(scheduled.is_empty(), "{overlay}: no backups");
+            assert!(
+                db.pointer("/spec/backup").is_none(),
+                "{overlay}: no backups"
+            );
+        }
     }
 }
 
@@ -1845,6 +2259,13 @@ spec:
     metadata: {labels: {app: worker}}
     spec:
       terminationGracePeriodSeconds: 120
+      initContainers:
+        - name: migrate
+          image: registry.example:5000/worker:1.0
+          args: [migrate]
+          env:
+            - {name: XTREAM_DATABASE_URL, valueFrom: {secretKeyRef: {name: db-app, key: uri}}}
+          resources: {requests: {cpu: 10m, memory: 16Mi}, limits: {cpu: 50m, memory: 32Mi}}
       containers:
         - name: worker
           image: registry.example:5000/worker:1.0
@@ -1854,6 +2275,7 @@ spec:
             - {name: XTREAM_UPLOADS_TOPIC, valueFrom: {configMapKeyRef: {name: settings, key: UPLOADS_TOPIC}}}
             - {name: XTREAM_S3_ACCESS_KEY, valueFrom: {secretKeyRef: {name: creds, key: access-key}}}
             - {name: XTREAM_SHUTDOWN_GRACE, value: 1m}
+            - {name: XTREAM_DATABASE_URL, valueFrom: {secretKeyRef: {name: db-app, key: uri}}}
           resources: {requests: {cpu: 100m, memory: 64Mi}, limits: {cpu: 200m, memory: 128Mi}}
           livenessProbe: {httpGet: {path: /health, port: metrics}}
           readinessProbe: {httpGet: {path: /health, port: metrics}}
@@ -1895,6 +2317,35 @@ spec:
         - name: setup
           image: tools:2.0
           resources: {requests: {cpu: 10m, memory: 16Mi}, limits: {cpu: 50m, memory: 32Mi}}
+---
+apiVersion: batch/v1
+kind: Job
+metadata: {name: migrate, namespace: demo}
+spec:
+  backoffLimit: 5
+  ttlSecondsAfterFinished: 300
+  template:
+    metadata: {labels: {app: migrate}}
+    spec:
+      restartPolicy: OnFailure
+      containers:
+        - name: migrate
+          image: registry.example:5000/worker:1.0
+          args: [migrate]
+          env:
+            - {name: XTREAM_DATABASE_URL, valueFrom: {secretKeyRef: {name: db-app, key: uri}}}
+          resources: {requests: {cpu: 10m, memory: 16Mi}, limits: {cpu: 50m, memory: 32Mi}}
+---
+apiVersion: postgresql.cnpg.io/v1
+kind: Cluster
+metadata: {name: db, namespace: demo}
+spec:
+  instances: 1
+  imageName: ghcr.io/cloudnative-pg/postgresql:18.4-system-trixie
+  enablePDB: true
+  bootstrap: {initdb: {database: app, owner: app}}
+  storage: {size: 1Gi}
+  resources: {requests: {cpu: 100m, memory: 256Mi}, limits: {cpu: 500m, memory: 256Mi}}
 ---
 apiVersion: core.spinkube.dev/v1alpha1
 kind: SpinAppExecutor
@@ -2025,6 +2476,8 @@ spec:
       ports: [{port: 9092}]
     - to: [{podSelector: {matchLabels: {app: store}}}]
       ports: [{port: 9000}]
+    - to: [{podSelector: {matchLabels: {cnpg.io/cluster: db}}}]
+      ports: [{port: 5432}]
 ---
 apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
@@ -2034,6 +2487,25 @@ spec:
   ingress:
     - from: [{podSelector: {matchLabels: {app: worker}}}]
       ports: [{port: 9092}]
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: migrate, namespace: demo}
+spec:
+  podSelector: {matchLabels: {app: migrate}}
+  policyTypes: [Egress]
+  egress:
+    - to: [{podSelector: {matchLabels: {cnpg.io/cluster: db}}}]
+      ports: [{port: 5432}]
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: db, namespace: demo}
+spec:
+  podSelector: {matchLabels: {cnpg.io/cluster: db}}
+  ingress:
+    - from: [{podSelector: {matchLabels: {app: worker}}}, {podSelector: {matchLabels: {app: migrate}}}]
+      ports: [{port: 5432}]
 "#;
 
 fn world() -> Vec<Value> {
@@ -2048,10 +2520,14 @@ fn world_flows() -> (Vec<Flow>, Vec<Flow>) {
             tcp(owner("SpinApp/app"), owner("StatefulSet/store"), 9000),
             tcp(owner("Deployment/worker"), owner("StatefulSet/store"), 9000),
             tcp(owner("Deployment/worker"), owner("Kafka/kafka"), 9092),
+            tcp(owner("Deployment/worker"), owner("Cluster/db"), 5432),
+            tcp(owner("Job/migrate"), owner("Cluster/db"), 5432),
         ],
         vec![
             tcp(owner("SpinApp/app"), owner("Kafka/kafka"), 9092),
             tcp(ingress(), owner("StatefulSet/store"), 9000),
+            tcp(owner("StatefulSet/store"), owner("Cluster/db"), 5432),
+            tcp(owner("Deployment/worker"), owner("Cluster/db"), 8000),
         ],
     )
 }
@@ -2122,6 +2598,7 @@ fn the_world_passes_every_rule() {
         grace_period_violations(&objects),
         ingress_upload_violations(&objects),
         endpoint_violations(&objects),
+        migration_violations(&objects),
     ]
     .concat();
     assert!(violations.is_empty(), "{violations:#?}");
@@ -2741,5 +3218,312 @@ fn configured_addresses_must_name_services() {
             )
         },
         "port 9093",
+    );
+}
+
+// ---------------------------------------------------------------------------
+// PostgreSQL (CloudNativePG) and the schema migrations
+
+#[test]
+fn cnpg_clusters_are_modelled_like_the_operator_makes_them() {
+    let mut objects = world();
+    let instances: Vec<Pod> = pods(&objects)
+        .into_iter()
+        .filter(|p| p.owner == "Cluster/db")
+        .collect();
+    assert_eq!(instances.len(), 1, "one instance: {instances:?}");
+    let pod = &instances[0];
+    assert_eq!(pod.labels["cnpg.io/cluster"], "db");
+    assert_eq!(pod.labels["cnpg.io/instanceRole"], "primary");
+    let ports: BTreeSet<u64> = pod.ports.iter().map(|(_, p)| *p).collect();
+    assert_eq!(ports, BTreeSet::from([5432, 8000, 9187]));
+    let names: BTreeSet<String> = services(&objects)
+        .into_iter()
+        .filter(|svc| svc.ports == [("postgres".to_owned(), 5432)])
+        .map(|svc| svc.name)
+        .collect();
+    assert_eq!(
+        names,
+        BTreeSet::from(["db-r", "db-ro", "db-rw"].map(String::from))
+    );
+    let stores = Stores::new(&objects, &[]);
+    let app = stores.secrets[&("demo".to_owned(), "db-app".to_owned())]
+        .clone()
+        .expect("known keys");
+    for key in ["username", "password", "host", "port", "dbname", "uri"] {
+        assert!(app.contains(key), "db-app has {key}");
+    }
+
+    // More instances: replicas, which the same flows must reach.
+    set(&mut objects, "Cluster/db", "/spec/instances", json!(3));
+    let roles: BTreeSet<String> = pods(&objects)
+        .into_iter()
+        .filter(|p| p.owner == "Cluster/db")
+        .map(|p| p.labels["cnpg.io/instanceRole"].clone())
+        .collect();
+    assert_eq!(
+        roles,
+        BTreeSet::from(["primary", "replica"].map(String::from))
+    );
+}
+
+#[test]
+fn operator_made_database_secret_resolves_with_its_keys() {
+    assert_rule_catches(
+        |o| reference_violations(o, &[]),
+        |o| {
+            set(
+                o,
+                "Deployment/worker",
+                "/spec/template/spec/containers/0/env/4/valueFrom/secretKeyRef/key",
+                json!("url"),
+            )
+        },
+        "Deployment/worker: Secret \"db-app\" has no key \"url\"",
+    );
+    assert_rule_catches(
+        |o| reference_violations(o, &[]),
+        |o| o.retain(|p| id(p) != "Cluster/db"),
+        "Job/migrate: Secret \"db-app\" does not exist",
+    );
+    // With a Secret of yours for the owner, the operator makes no db-app.
+    assert_rule_catches(
+        |o| reference_violations(o, &[]),
+        |o| {
+            set(
+                o,
+                "Cluster/db",
+                "/spec/bootstrap/initdb",
+                json!({"database": "app", "owner": "app", "secret": {"name": "creds"}}),
+            )
+        },
+        "Secret \"db-app\" does not exist",
+    );
+}
+
+#[test]
+fn database_backups_need_their_credentials_and_a_cluster() {
+    let backup = json!({"barmanObjectStore": {
+        "destinationPath": "s3://backups/",
+        "endpointURL": "http://store:9000",
+        "s3Credentials": {
+            "accessKeyId": {"name": "backup-creds", "key": "access-key"},
+            "secretAccessKey": {"name": "backup-creds", "key": "secret-key"}
+        }
+    }});
+    assert_rule_catches(
+        |o| reference_violations(o, &[]),
+        |o| object(o, "Cluster/db")["spec"]["backup"] = backup.clone(),
+        "Cluster/db: Secret \"backup-creds\" does not exist",
+    );
+    // The endpoint is a Service of the cluster, like every other address.
+    assert_rule_catches(
+        endpoint_violations,
+        |o| {
+            let mut b = backup.clone();
+            b["barmanObjectStore"]["endpointURL"] = json!("http://minio:9000");
+            object(o, "Cluster/db")["spec"]["backup"] = b;
+        },
+        "names no Service demo/minio with port 9000",
+    );
+    let nightly = json!({"apiVersion": "postgresql.cnpg.io/v1", "kind": "ScheduledBackup",
+        "metadata": {"name": "nightly", "namespace": "demo"},
+        "spec": {"schedule": "0 0 3 * * *", "cluster": {"name": "db"}}});
+    assert_rule_catches(
+        |o| reference_violations(o, &[]),
+        |o| o.push(nightly.clone()),
+        "ScheduledBackup/nightly: Cluster \"db\" has no backup.barmanObjectStore",
+    );
+    assert_rule_catches(
+        |o| reference_violations(o, &[]),
+        |o| {
+            let mut b = nightly.clone();
+            b["spec"]["cluster"]["name"] = json!("postgres");
+            o.push(b);
+        },
+        "ScheduledBackup/nightly: Cluster \"postgres\" does not exist",
+    );
+}
+
+#[test]
+fn schema_checks_database_clusters() {
+    assert_rule_catches(
+        schema_violations,
+        |o| set(o, "Cluster/db", "/spec/instances", json!(0)),
+        "Cluster/db: /spec/instances",
+    );
+    assert_rule_catches(
+        schema_violations,
+        |o| {
+            object(o, "Cluster/db")["spec"]["enablePdb"] = json!(true);
+        },
+        "Cluster/db",
+    );
+    assert_rule_catches(
+        schema_violations,
+        |o| {
+            object(o, "Cluster/db")["spec"]["backup"] = json!({"retentionPolicy": "30 days",
+                "barmanObjectStore": {"destinationPath": "s3://b/", "wal": {"compression": "gzip"}}});
+        },
+        "Cluster/db: /spec/backup/retentionPolicy",
+    );
+}
+
+#[test]
+fn database_clusters_need_resources_and_a_pinned_image() {
+    assert_rule_catches(
+        hygiene_violations,
+        |o| remove(o, "Cluster/db", "/spec/resources/limits"),
+        "Cluster/db /spec/resources",
+    );
+    assert_rule_catches(
+        image_violations,
+        |o| remove(o, "Cluster/db", "/spec/imageName"),
+        "Cluster/db: names no image",
+    );
+    assert_rule_catches(
+        image_violations,
+        |o| {
+            set(
+                o,
+                "Cluster/db",
+                "/spec/imageName",
+                json!("ghcr.io/cloudnative-pg/postgresql:latest"),
+            )
+        },
+        "Cluster/db: image \"ghcr.io/cloudnative-pg/postgresql:latest\" uses latest",
+    );
+}
+
+#[test]
+fn database_clients_are_allowed_in_and_nobody_else() {
+    let (allowed, denied) = world_flows();
+    assert_rule_catches(
+        |o| flow_violations(o, &allowed, &denied),
+        |o| remove(o, "NetworkPolicy/db", "/spec/ingress/0/from/1"),
+        "Owner(\"Job/migrate\") -> Owner(\"Cluster/db\") :5432/TCP should be allowed",
+    );
+    assert_rule_catches(
+        |o| flow_violations(o, &allowed, &denied),
+        |o| {
+            // "Any pod of the namespace may connect": MinIO too.
+            set(
+                o,
+                "NetworkPolicy/db",
+                "/spec/ingress/0/from",
+                json!([{"podSelector": {}}]),
+            );
+            let mut open = object(o, "NetworkPolicy/migrate").clone();
+            open["metadata"]["name"] = json!("store-open");
+            open["spec"] = json!({"podSelector": {"matchLabels": {"app": "store"}},
+                                   "policyTypes": ["Egress"], "egress": [{}]});
+            o.push(open);
+        },
+        "Owner(\"StatefulSet/store\") -> Owner(\"Cluster/db\") :5432/TCP should be denied",
+    );
+    assert_rule_catches(
+        |o| flow_violations(o, &allowed, &denied),
+        |o| {
+            // Clients on every port of the database pods, not just PostgreSQL's.
+            remove(o, "NetworkPolicy/db", "/spec/ingress/0/ports");
+            remove(o, "NetworkPolicy/worker", "/spec/egress/2/ports");
+        },
+        "Owner(\"Deployment/worker\") -> Owner(\"Cluster/db\") :8000/TCP should be denied",
+    );
+}
+
+#[test]
+fn database_clients_migrate_first() {
+    assert_rule_catches(
+        migration_violations,
+        |o| remove(o, "Deployment/worker", "/spec/template/spec/initContainers"),
+        "Deployment/worker container \"worker\": uses the database but no init container runs migrate first",
+    );
+    assert_rule_catches(
+        migration_violations,
+        |o| {
+            set(
+                o,
+                "Deployment/worker",
+                "/spec/template/spec/initContainers/0/env/0/valueFrom/secretKeyRef/name",
+                json!("other-db-app"),
+            )
+        },
+        "the migrate init container migrates another database",
+    );
+    assert_rule_catches(
+        migration_violations,
+        |o| {
+            set(
+                o,
+                "Deployment/worker",
+                "/spec/template/spec/initContainers/0/image",
+                json!("registry.example:5000/worker:0.9"),
+            )
+        },
+        "the migrate init container runs another image",
+    );
+    assert_rule_catches(
+        migration_violations,
+        |o| {
+            set(
+                o,
+                "Deployment/worker",
+                "/spec/template/spec/initContainers/0/args",
+                json!(["run"]),
+            )
+        },
+        "no init container runs migrate first",
+    );
+}
+
+#[test]
+fn a_migrate_job_runs_the_workers_migrations() {
+    assert_rule_catches(
+        migration_violations,
+        |o| o.retain(|p| id(p) != "Job/migrate"),
+        "Deployment/worker container \"worker\": no migrate Job runs \"registry.example:5000/worker:1.0\"",
+    );
+    assert_rule_catches(
+        migration_violations,
+        |o| {
+            set(
+                o,
+                "Job/migrate",
+                "/spec/template/spec/containers/0/image",
+                json!("registry.example:5000/worker:0.9"),
+            )
+        },
+        "no migrate Job runs",
+    );
+    assert_rule_catches(
+        migration_violations,
+        |o| remove(o, "Job/migrate", "/spec/template/spec/containers/0/env"),
+        "Job/migrate container \"migrate\": runs migrate without XTREAM_DATABASE_URL",
+    );
+}
+
+#[test]
+fn a_migrate_job_survives_the_next_apply() {
+    assert_rule_catches(
+        migration_violations,
+        |o| remove(o, "Job/migrate", "/spec/ttlSecondsAfterFinished"),
+        "Job/migrate: a migrate Job needs spec.ttlSecondsAfterFinished",
+    );
+    assert_rule_catches(
+        migration_violations,
+        |o| remove(o, "Job/migrate", "/spec/backoffLimit"),
+        "Job/migrate: a migrate Job needs spec.backoffLimit",
+    );
+    assert_rule_catches(
+        migration_violations,
+        |o| {
+            let env = object(o, "Job/migrate")
+                .pointer_mut("/spec/template/spec/containers/0/env")
+                .and_then(Value::as_array_mut)
+                .unwrap();
+            env.push(json!({"name": "XTREAM_LOG", "valueFrom": {"configMapKeyRef": {"name": "settings-5h2m8fk4t7", "key": "LOG"}}}));
+        },
+        "Job/migrate: the template names ConfigMap \"settings-5h2m8fk4t7\"",
     );
 }
