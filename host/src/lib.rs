@@ -3,8 +3,9 @@
 //! Real Spin cannot be installed where this project is built and tested, so
 //! this crate stands in for `spin up`: it reads `spin.toml`, resolves Spin
 //! variables, routes requests by `[[trigger.http]]` routes to the real
-//! `.wasm` components (instantiated fresh per request, as Spin does), and
-//! enforces each component's `allowed_outbound_hosts`.
+//! `.wasm` components (instantiated fresh per request, as Spin does),
+//! provides Spin's PostgreSQL interface ([`postgres`]), and enforces each
+//! component's `allowed_outbound_hosts`.
 //!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
@@ -27,6 +28,7 @@ pub mod compile_cache;
 pub mod manifest;
 pub mod outbound;
 mod outbound_pool;
+pub mod postgres;
 pub mod routing;
 mod runtime;
 mod server;
@@ -156,6 +158,7 @@ impl RunningHost {
             &cache,
             settings,
             outbound_pool::OutboundPool::new(),
+            postgres::PgPools::new(),
         )
         .await?;
 

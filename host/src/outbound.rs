@@ -120,6 +120,8 @@ fn default_port(scheme: &str) -> Option<u16> {
     match scheme {
         "http" | "ws" => Some(80),
         "https" | "wss" => Some(443),
+        // Spin's rule for `spin:postgres`: `postgres://db` means port 5432.
+        "postgres" => Some(5432),
         _ => None,
     }
 }
@@ -238,6 +240,17 @@ mod tests {
         let p = policy(&["http://*"]);
         assert!(p.allows_url("http://x.y/"));
         assert!(!p.allows_url("http://x.y:81/"));
+    }
+
+    #[test]
+    fn postgres_entries_default_to_port_5432() {
+        let p = policy(&["postgres://db.internal", "postgres://127.0.0.1:15432"]);
+        assert!(p.allows("postgres", "db.internal", None));
+        assert!(p.allows("postgres", "db.internal", Some(5432)));
+        assert!(!p.allows("postgres", "db.internal", Some(5433)));
+        assert!(p.allows("postgres", "127.0.0.1", Some(15432)));
+        assert!(!p.allows("postgres", "127.0.0.1", None));
+        assert!(!p.allows("http", "db.internal", Some(5432)));
     }
 
     #[test]

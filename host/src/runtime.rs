@@ -5,6 +5,7 @@ use crate::compile_cache::CompileCache;
 use crate::manifest::ComponentDecl;
 use crate::outbound::{OutboundHooks, OutboundPolicy};
 use crate::outbound_pool::OutboundPool;
+use crate::postgres::{self, PgPools, PostgresState};
 use crate::variables::{self, ComponentVariables};
 use anyhow::{Context, Result, anyhow, bail};
 use bytes::Bytes;
@@ -115,6 +116,7 @@ pub(crate) struct StoreState {
     table: ResourceTable,
     hooks: OutboundHooks,
     variables: ComponentVariables,
+    postgres: PostgresState,
     limits: StoreLimits,
 }
 
@@ -138,7 +140,8 @@ impl WasiHttpView for StoreState {
 }
 
 /// The imports this host provides: WASI 0.2 (CLI, clocks, random, I/O,
-/// filesystem, sockets), `wasi:http` and `fermyon:spin/variables`. Versions
+/// filesystem, sockets), `wasi:http`, `fermyon:spin/variables` and
+/// `spin:postgres/postgres@4.0.0`. Versions
 /// are matched semver-compatibly, so components built against any 0.2.x
 /// WASI link.
 fn linker(engine: &Engine) -> Result<Linker<StoreState>> {
@@ -146,6 +149,7 @@ fn linker(engine: &Engine) -> Result<Linker<StoreState>> {
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
     variables::add_to_linker(&mut linker, |state| &mut state.variables)?;
+    postgres::add_to_linker(&mut linker, |state| &mut state.postgres)?;
     Ok(linker)
 }
 
@@ -157,6 +161,8 @@ pub(crate) struct AppComponent {
     variables: Arc<HashMap<String, String>>,
     /// Shared by every component: their requests go to the same origins.
     pool: OutboundPool,
+    /// Likewise shared: PostgreSQL connections outlive the instances.
+    pg_pools: PgPools,
     policy: Arc<OutboundPolicy>,
 }
 
@@ -174,6 +180,7 @@ pub(crate) async fn load_components(
     cache: &CompileCache,
     settings: Vec<ComponentSettings>,
     pool: OutboundPool,
+    pg_pools: PgPools,
 ) -> Result<HashMap<String, Arc<AppComponent>>> {
     let mut compiling: HashMap<PathBuf, tokio::task::JoinHandle<Result<Component>>> =
         HashMap::new();
@@ -212,6 +219,7 @@ pub(crate) async fn load_components(
             variables: Arc::new(s.variables),
             policy: Arc::new(s.policy),
             pool: pool.clone(),
+            pg_pools: pg_pools.clone(),
         };
         components.insert(id, Arc::new(app_component));
     }
@@ -249,6 +257,11 @@ impl AppComponent {
                 pool: self.pool.clone(),
             },
             variables: ComponentVariables(self.variables.clone()),
+            postgres: PostgresState::new(
+                self.id.clone(),
+                self.policy.clone(),
+                self.pg_pools.clone(),
+            ),
             limits: StoreLimitsBuilder::new()
                 .memory_size(MAX_MEMORY_BYTES)
                 .build(),

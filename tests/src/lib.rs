@@ -7,6 +7,8 @@
 //!   test of the API starts.
 //! - [`Bucket`]: direct S3 access, to check what the platform really stored.
 //! - [`Tansu`]: a real Kafka-compatible broker (tansu, in memory).
+//! - [`Postgres`]: a real PostgreSQL server (one per test binary, a
+//!   database per test).
 //! - [`Worker`]: the real `xtream-worker` binary, in run or bridge mode.
 //! - [`cli`]: the real `xtream` CLI binary, run as a child process.
 //! - [`bodies`]: generated request bodies, streamed so that large ones are
@@ -18,6 +20,7 @@ pub mod clips;
 pub mod garage;
 pub mod kafka;
 pub mod platform;
+pub mod postgres;
 pub mod s3;
 pub mod stack;
 pub mod worker;
@@ -25,6 +28,7 @@ pub mod worker;
 pub use garage::Garage;
 pub use kafka::Tansu;
 pub use platform::Platform;
+pub use postgres::Postgres;
 pub use s3::Bucket;
 pub use stack::Stack;
 pub use worker::Worker;
