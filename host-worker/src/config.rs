@@ -13,18 +13,23 @@
 //! | `XTREAM_S3_ACCESS_KEY`, `XTREAM_S3_SECRET_KEY` | required | |
 //! | `XTREAM_CONCURRENCY` | `1` | Transcodes at once. ffmpeg uses every core, so one is right for most machines. |
 //! | `XTREAM_HTTP_LISTEN` | `0.0.0.0:9090` | `/metrics` and `/health`. |
-//! | `XTREAM_RECONCILE_AFTER` | `10m` | A record still `uploaded` after this long gets its event published again. Seconds or `30s`/`10m`/`1h`. |
-//! | `XTREAM_RECONCILE_EVERY` | half of the above, 1 s–5 min | How often the reconciler scans the catalog. |
+//! | `XTREAM_DATABASE_URL` | required | PostgreSQL, a `postgres://user:password@host:port/db` URL or a `host=… user=…` string; plain TCP (no TLS) for now. Its password is never logged. |
+//! | `XTREAM_RELAY_AFTER` | `5s` | An outbox event not marked sent this long after it was written is published by the relay (the functions publish it themselves first). Seconds or `30s`/`10m`/`1h`. |
+//! | `XTREAM_RELAY_EVERY` | `2s` | How often the relay looks for such events. |
+//! | `XTREAM_RELAY_BATCH` | `100` | Events claimed per relay transaction. |
+//! | `XTREAM_MIGRATE_ON_START` | `false` | `true`: `run` applies the schema migrations before it starts (as `migrate` does). |
+//! | `XTREAM_MIGRATE_WAIT` | `60s` | `migrate` (and `run` with the above): how long to wait for the database to come up. |
 //! | `XTREAM_MAX_ATTEMPTS` | `3` | Tries of a job whose errors may be transient (storage, broker). |
 //! | `XTREAM_SHUTDOWN_GRACE` | `30s` | How long a running job may finish after SIGTERM before it is released for redelivery. |
 //! | `XTREAM_X264_PRESET` | `veryfast` | x264 speed/size trade-off (`ultrafast` … `veryslow`). |
 //! | `XTREAM_WORK_DIR` | the system temp dir | Where jobs keep their files while they run. |
 //! | `XTREAM_KAFKA_SESSION_TIMEOUT` | `45s` | How long the group waits for a worker that stopped heartbeating (crashed) before its partitions move. |
 //! | `XTREAM_UPLOAD_TTL` | `24h` | A resumable upload still open after this long (or past its own expiry) is aborted and its parts freed. |
-//! | `XTREAM_SWEEP_EVERY` | a quarter of the above, 1 s–10 min | How often the sweeper looks for abandoned uploads. |
+//! | `XTREAM_SWEEP_EVERY` | a quarter of the above, 1 s–10 min | How often the sweeper looks for abandoned uploads and unfinished deletions. |
 //! | `XTREAM_BRIDGE_LISTEN` | `0.0.0.0:8080` | Bridge mode: the Kafka Bridge REST API. |
 //! | `XTREAM_BRIDGE_DELIVERY_TIMEOUT` | `5s` | Bridge mode: how long a produce waits for the broker before answering 503. |
 
+use crate::db::DatabaseUrl;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -63,14 +68,22 @@ pub struct WorkerConfig {
     pub kafka: KafkaSettings,
     /// The bucket.
     pub storage: StorageSettings,
+    /// The metadata database.
+    pub database: DatabaseUrl,
     /// Jobs at once.
     pub concurrency: usize,
     /// `/metrics` and `/health`.
     pub http_listen: SocketAddr,
-    /// Age after which an `uploaded` record is announced again.
-    pub reconcile_after: Duration,
-    /// Period of the reconciler.
-    pub reconcile_every: Duration,
+    /// Age after which the relay publishes an unsent outbox event.
+    pub relay_after: Duration,
+    /// Period of the relay.
+    pub relay_every: Duration,
+    /// Events per relay transaction.
+    pub relay_batch: u64,
+    /// Whether `run` applies the migrations before starting.
+    pub migrate_on_start: bool,
+    /// How long migrating waits for the database.
+    pub migrate_wait: Duration,
     /// Tries of a job with transient errors.
     pub max_attempts: u32,
     /// Time a running job gets to finish after SIGTERM.
@@ -86,6 +99,15 @@ pub struct WorkerConfig {
     pub upload_ttl: Duration,
     /// Period of the upload sweeper.
     pub sweep_every: Duration,
+}
+
+/// Everything `xtream-worker migrate` needs.
+#[derive(Debug, Clone)]
+pub struct MigrateConfig {
+    /// The metadata database.
+    pub database: DatabaseUrl,
+    /// How long to wait for it to come up.
+    pub wait: Duration,
 }
 
 /// Everything `xtream-worker bridge` needs.
@@ -157,6 +179,19 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
         }
     }
 
+    fn database(&self) -> Result<DatabaseUrl, ConfigError> {
+        let name = "XTREAM_DATABASE_URL";
+        // The parse error names the problem only: the text holds a password.
+        self.required(name)?.parse().map_err(|e| ConfigError {
+            name,
+            problem: format!("{e}"),
+        })
+    }
+
+    fn migrate_wait(&self) -> Result<Duration, ConfigError> {
+        self.duration("XTREAM_MIGRATE_WAIT", Duration::from_secs(60))
+    }
+
     fn kafka(&self) -> Result<KafkaSettings, ConfigError> {
         Ok(KafkaSettings {
             brokers: self.required("XTREAM_KAFKA_BROKERS")?,
@@ -217,14 +252,16 @@ impl WorkerConfig {
                 problem: "must be at least 1".into(),
             });
         }
-        let reconcile_after = env.duration("XTREAM_RECONCILE_AFTER", Duration::from_secs(600))?;
-        // Scanning twice per threshold bounds how late a stranded upload is
-        // noticed to 1.5× the threshold, without scanning needlessly often.
-        let default_every =
-            (reconcile_after / 2).clamp(Duration::from_secs(1), Duration::from_secs(300));
+        let relay_batch: u64 = env.parsed("XTREAM_RELAY_BATCH", 100)?;
+        if relay_batch == 0 {
+            return Err(ConfigError {
+                name: "XTREAM_RELAY_BATCH",
+                problem: "must be at least 1".into(),
+            });
+        }
         let upload_ttl = env.duration("XTREAM_UPLOAD_TTL", Duration::from_secs(24 * 60 * 60))?;
         // Sweeping four times per TTL frees abandoned parts within 1.25× the
-        // TTL; an idle sweep costs one LIST.
+        // TTL; an idle sweep costs two indexed queries.
         let default_sweep =
             (upload_ttl / 4).clamp(Duration::from_secs(1), Duration::from_secs(600));
         let x264_preset = env.or("XTREAM_X264_PRESET", "veryfast");
@@ -240,11 +277,15 @@ impl WorkerConfig {
         Ok(Self {
             kafka: env.kafka()?,
             storage,
+            database: env.database()?,
             concurrency,
             http_listen: env
                 .parsed("XTREAM_HTTP_LISTEN", SocketAddr::from(([0, 0, 0, 0], 9090)))?,
-            reconcile_after,
-            reconcile_every: env.duration("XTREAM_RECONCILE_EVERY", default_every)?,
+            relay_after: env.duration("XTREAM_RELAY_AFTER", Duration::from_secs(5))?,
+            relay_every: env.duration("XTREAM_RELAY_EVERY", Duration::from_secs(2))?,
+            relay_batch,
+            migrate_on_start: env.parsed("XTREAM_MIGRATE_ON_START", false)?,
+            migrate_wait: env.migrate_wait()?,
             max_attempts,
             shutdown_grace: env.duration("XTREAM_SHUTDOWN_GRACE", Duration::from_secs(30))?,
             x264_preset,
@@ -256,6 +297,22 @@ impl WorkerConfig {
                 .duration("XTREAM_KAFKA_SESSION_TIMEOUT", Duration::from_secs(45))?,
             upload_ttl,
             sweep_every: env.duration("XTREAM_SWEEP_EVERY", default_sweep)?,
+        })
+    }
+}
+
+impl MigrateConfig {
+    /// Reads the migration runner's settings from the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the migration runner's settings through `lookup`.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let env = Env(lookup);
+        Ok(Self {
+            database: env.database()?,
+            wait: env.migrate_wait()?,
         })
     }
 }
@@ -294,11 +351,15 @@ mod tests {
         move |name| map.get(name).cloned()
     }
 
-    const MINIMAL: [(&str, &str); 4] = [
+    const MINIMAL: [(&str, &str); 5] = [
         ("XTREAM_KAFKA_BROKERS", "127.0.0.1:9092"),
         ("XTREAM_S3_ENDPOINT", "http://127.0.0.1:3900/"),
         ("XTREAM_S3_ACCESS_KEY", "GK1"),
         ("XTREAM_S3_SECRET_KEY", "secret"),
+        (
+            "XTREAM_DATABASE_URL",
+            "postgres://xtream:pg-secret@127.0.0.1:5432/xtream",
+        ),
     ];
 
     #[test]
@@ -313,8 +374,15 @@ mod tests {
         assert_eq!(config.storage.region, "us-east-1");
         assert_eq!(config.concurrency, 1);
         assert_eq!(config.http_listen.to_string(), "0.0.0.0:9090");
-        assert_eq!(config.reconcile_after, Duration::from_secs(600));
-        assert_eq!(config.reconcile_every, Duration::from_secs(300));
+        assert_eq!(
+            config.database.to_string(),
+            "postgres://xtream@127.0.0.1:5432/xtream"
+        );
+        assert_eq!(config.relay_after, Duration::from_secs(5));
+        assert_eq!(config.relay_every, Duration::from_secs(2));
+        assert_eq!(config.relay_batch, 100);
+        assert!(!config.migrate_on_start);
+        assert_eq!(config.migrate_wait, Duration::from_secs(60));
         assert_eq!(config.max_attempts, 3);
         assert_eq!(config.x264_preset, "veryfast");
         assert_eq!(config.upload_ttl, Duration::from_secs(24 * 3600));
@@ -330,9 +398,13 @@ mod tests {
         assert_eq!(parse_duration("soon"), None);
         assert_eq!(parse_duration("-5"), None);
         let mut pairs = MINIMAL.to_vec();
-        pairs.push(("XTREAM_RECONCILE_AFTER", "2s"));
+        pairs.push(("XTREAM_RELAY_AFTER", "1m"));
+        pairs.push(("XTREAM_RELAY_EVERY", "500ms"));
+        pairs.push(("XTREAM_MIGRATE_ON_START", "true"));
         let config = WorkerConfig::from_lookup(lookup(&pairs)).unwrap();
-        assert_eq!(config.reconcile_every, Duration::from_secs(1));
+        assert_eq!(config.relay_after, Duration::from_secs(60));
+        assert_eq!(config.relay_every, Duration::from_millis(500));
+        assert!(config.migrate_on_start);
     }
 
     #[test]
@@ -346,8 +418,17 @@ mod tests {
         assert_eq!(refused(("XTREAM_CONCURRENCY", "two")), "XTREAM_CONCURRENCY");
         assert_eq!(refused(("XTREAM_MAX_ATTEMPTS", "0")), "XTREAM_MAX_ATTEMPTS");
         assert_eq!(
-            refused(("XTREAM_RECONCILE_AFTER", "soon")),
-            "XTREAM_RECONCILE_AFTER"
+            refused(("XTREAM_RELAY_AFTER", "soon")),
+            "XTREAM_RELAY_AFTER"
+        );
+        assert_eq!(refused(("XTREAM_RELAY_BATCH", "0")), "XTREAM_RELAY_BATCH");
+        assert_eq!(
+            refused(("XTREAM_MIGRATE_ON_START", "yes please")),
+            "XTREAM_MIGRATE_ON_START"
+        );
+        assert_eq!(
+            refused(("XTREAM_DATABASE_URL", "postgres://u:pw@h:port/db")),
+            "XTREAM_DATABASE_URL"
         );
         assert_eq!(
             refused(("XTREAM_X264_PRESET", "warp")),
@@ -367,6 +448,30 @@ mod tests {
                 .name,
             "XTREAM_KAFKA_BROKERS"
         );
+    }
+
+    #[test]
+    fn the_database_password_never_reaches_an_error_or_the_debug_output() {
+        let mut pairs = MINIMAL.to_vec();
+        pairs.push(("XTREAM_DATABASE_URL", "postgres://u:pg-secret@h:nope/db"));
+        let err = WorkerConfig::from_lookup(lookup(&pairs)).unwrap_err();
+        assert!(!err.to_string().contains("pg-secret"), "{err}");
+        let config = WorkerConfig::from_lookup(lookup(&MINIMAL)).unwrap();
+        assert!(!format!("{config:?}").contains("pg-secret"));
+    }
+
+    #[test]
+    fn migrate_needs_only_the_database() {
+        let config = MigrateConfig::from_lookup(lookup(&MINIMAL[4..])).unwrap();
+        assert_eq!(config.wait, Duration::from_secs(60));
+        assert_eq!(
+            MigrateConfig::from_lookup(lookup(&[])).unwrap_err().name,
+            "XTREAM_DATABASE_URL"
+        );
+        let config =
+            MigrateConfig::from_lookup(lookup(&[MINIMAL[4], ("XTREAM_MIGRATE_WAIT", "5s")]))
+                .unwrap();
+        assert_eq!(config.wait, Duration::from_secs(5));
     }
 
     #[test]

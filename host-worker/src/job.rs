@@ -6,10 +6,19 @@
 //! run are deleted), and a video already `ready` or `failed` is skipped.
 //! That is what lets the consumer commit only after a job and still survive
 //! crashes and redeliveries.
+//!
+//! Every status change is a compare-and-set on the status the job read
+//! ([`Metadata::save_transition`]), so the job never moves a video another
+//! writer has moved on (another worker finished it: the job is skipped),
+//! and delete wins over a transcode in flight: once the row is gone, the
+//! job's next write fails, the job is skipped, and it removes every object
+//! under the video's prefix, including what it uploaded itself.
 
+use crate::db::{DbError, Metadata, Transition};
 use crate::kafka::{self, PublishError};
 use crate::media::{self, MediaError, MediaInfo};
 use crate::metrics::Metrics;
+use crate::run::stopped;
 use crate::storage::{Storage, StorageError};
 use futures::{StreamExt, TryStreamExt};
 use jiff::Timestamp;
@@ -47,7 +56,8 @@ pub enum JobEnd {
     Ready,
     /// The video is failed, announced and dead-lettered.
     Failed,
-    /// The video was already done (a redelivery); nothing to do.
+    /// Nothing to do: the video was already done (a redelivery), another
+    /// worker moved it on, or it was deleted.
     Skipped,
     /// Stopped at shutdown; the event must be redelivered.
     Released,
@@ -75,9 +85,23 @@ pub enum JobError {
     /// Kafka did not take an outcome.
     #[error("cannot publish the outcome: {0}")]
     Publish(#[from] PublishError),
-    /// The event names a video without a record.
-    #[error("video {0} has no record")]
+    /// The metadata database failed.
+    #[error(transparent)]
+    Database(#[from] DbError),
+    /// The video has no row: it was deleted, before the job started or
+    /// while it ran.
+    #[error("video {0} has no record (deleted)")]
     MissingRecord(VideoId),
+    /// Another writer moved the video on from the status the job read.
+    #[error("video {id} moved from {} to {} meanwhile", expected.as_str(), now.as_str())]
+    MovedOn {
+        /// The video.
+        id: VideoId,
+        /// The status the job read and meant to move on from.
+        expected: VideoStatus,
+        /// The status it has now.
+        now: VideoStatus,
+    },
     /// The record is in a state the job cannot move on from.
     #[error(transparent)]
     Lifecycle(#[from] IllegalTransition),
@@ -87,8 +111,9 @@ pub enum JobError {
 }
 
 impl JobError {
-    /// Whether trying again may help: outages of the bucket, the broker or
-    /// the local disk may pass; a file that is not a video stays one.
+    /// Whether trying again may help: outages of the bucket, the broker,
+    /// the database or the local disk may pass; a file that is not a video
+    /// stays one.
     pub fn is_transient(&self) -> bool {
         match self {
             Self::Storage(err) => matches!(
@@ -96,8 +121,9 @@ impl JobError {
                 StorageError::Unavailable { .. } | StorageError::Local { .. }
             ),
             Self::Media(err) => matches!(err, MediaError::Tool { .. }),
+            Self::Database(err) => err.is_transient(),
             Self::Publish(_) | Self::Scratch(_) => true,
-            Self::MissingRecord(_) | Self::Lifecycle(_) => false,
+            Self::MissingRecord(_) | Self::MovedOn { .. } | Self::Lifecycle(_) => false,
         }
     }
 
@@ -109,6 +135,51 @@ impl JobError {
             }
             other => other.to_string(),
         }
+    }
+}
+
+/// What a job does after an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NextStep {
+    /// The job is over.
+    End(JobEnd),
+    /// The video was deleted: remove every object under its prefix (some
+    /// may be this job's), then end as skipped.
+    SkipDeleted,
+    /// Try again after this pause.
+    Retry(Duration),
+    /// Dead-letter the event, announce the failure, mark the video failed.
+    GiveUp,
+}
+
+/// The decision after attempt number `attempt` ended with `result`.
+///
+/// A deleted video or one moved on by another writer is not a failure: the
+/// job is skipped and nothing is dead-lettered. A database outage is
+/// retried for as long as it lasts (capped backoff): giving up would need
+/// the database too, to mark the video failed. Other transient errors get
+/// `max_attempts` tries.
+pub fn next_step(result: &Result<JobEnd, JobError>, attempt: u32, max_attempts: u32) -> NextStep {
+    match result {
+        Ok(end) => NextStep::End(*end),
+        Err(JobError::MissingRecord(_)) => NextStep::SkipDeleted,
+        Err(JobError::MovedOn { .. }) => NextStep::End(JobEnd::Skipped),
+        Err(JobError::Database(err)) if err.is_transient() => NextStep::Retry(backoff(attempt)),
+        Err(err) if err.is_transient() && attempt < max_attempts => {
+            NextStep::Retry(backoff(attempt))
+        }
+        Err(_) => NextStep::GiveUp,
+    }
+}
+
+/// What to make of a failed job, given the video's record as it is now
+/// (`None`: deleted): a video deleted or finished meanwhile is not
+/// dead-lettered.
+pub fn give_up_decision(current: Option<&VideoRecord>) -> Option<NextStep> {
+    match current.map(|record| record.status) {
+        None => Some(NextStep::SkipDeleted),
+        Some(VideoStatus::Ready | VideoStatus::Failed) => Some(NextStep::End(JobEnd::Skipped)),
+        Some(_) => None,
     }
 }
 
@@ -144,6 +215,8 @@ pub fn content_type_of(path: &Path) -> &'static str {
 pub struct Transcoder {
     /// The bucket.
     pub storage: Storage,
+    /// The videos' records.
+    pub metadata: Metadata,
     /// Publishes outcomes and dead letters.
     pub publisher: kafka::Publisher,
     /// Where to publish.
@@ -189,35 +262,94 @@ impl Transcoder {
     ) -> JobEnd {
         let id = event.video_id;
         let mut attempt = 1;
-        let error = loop {
+        loop {
             let result = tokio::select! {
                 result = self.attempt(id) => result,
-                _ = crate::reconcile::stopped(stop) => return self.release(id).await,
+                _ = stopped(stop) => return self.release(id).await,
             };
-            match result {
-                Ok(end) => return end,
-                Err(err) if err.is_transient() && attempt < self.max_attempts => {
-                    let wait = backoff(attempt);
-                    tracing::warn!(video = %id, attempt, error = %err, ?wait, "attempt failed; retrying");
+            match next_step(&result, attempt, self.max_attempts) {
+                NextStep::End(end) => {
+                    if let Err(err) = &result {
+                        tracing::info!(video = %id, reason = %err, "skipping: another writer moved the video on");
+                    }
+                    return end;
+                }
+                NextStep::SkipDeleted => {
+                    tracing::info!(video = %id, "the video was deleted; removing its objects");
+                    self.remove_objects(id).await;
+                    return JobEnd::Skipped;
+                }
+                NextStep::Retry(wait) => {
+                    if let Err(err) = &result {
+                        tracing::warn!(video = %id, attempt, error = %err, ?wait, "attempt failed; retrying");
+                    }
                     self.metrics.job_retries.inc();
                     tokio::select! {
                         _ = tokio::time::sleep(wait) => {}
-                        _ = crate::reconcile::stopped(stop) => return self.release(id).await,
+                        _ = stopped(stop) => return self.release(id).await,
                     }
                     attempt += 1;
                 }
-                Err(err) => break err,
+                NextStep::GiveUp => {
+                    let error = result.expect_err("only errors are given up on");
+                    tracing::warn!(video = %id, attempts = attempt, error = %error, "giving up");
+                    return self.give_up(event, &error, attempt).await;
+                }
             }
-        };
-        tracing::warn!(video = %id, attempts = attempt, error = %error, "giving up");
-        self.give_up(event, &error, attempt).await
+        }
+    }
+
+    /// Moves `record` to `next`, compare-and-set on the status it has.
+    /// Returns the record as stored.
+    async fn advance(
+        &self,
+        mut record: VideoRecord,
+        next: VideoStatus,
+    ) -> Result<VideoRecord, JobError> {
+        let expected = record.status;
+        record.move_to(next, Timestamp::now())?;
+        match self.metadata.save_transition(&record, expected).await? {
+            Transition::Saved(saved) => Ok(saved),
+            Transition::Gone => Err(JobError::MissingRecord(record.id)),
+            Transition::Moved(current) => Err(JobError::MovedOn {
+                id: record.id,
+                expected,
+                now: current.status,
+            }),
+        }
+    }
+
+    /// Deletes every object of a deleted video, whoever wrote it: the
+    /// deleting request may have cleared the prefix before this job
+    /// uploaded into it. Retried a few times; what still fails stays
+    /// behind (logged).
+    async fn remove_objects(&self, id: VideoId) {
+        let prefix = keys::video_prefix(id);
+        let mut attempt = 1;
+        loop {
+            match self.storage.delete_prefix(&prefix).await {
+                Ok(removed) => {
+                    tracing::info!(video = %id, removed, "removed the objects of a deleted video");
+                    return;
+                }
+                Err(err) if attempt < self.max_attempts => {
+                    tracing::warn!(video = %id, attempt, error = %err, "cannot remove a deleted video's objects; retrying");
+                    tokio::time::sleep(backoff(attempt)).await;
+                    attempt += 1;
+                }
+                Err(err) => {
+                    tracing::error!(video = %id, %prefix, error = %err, "cannot remove a deleted video's objects; they stay behind");
+                    return;
+                }
+            }
+        }
     }
 
     /// One try, start to finish.
     async fn attempt(&self, id: VideoId) -> Result<JobEnd, JobError> {
-        let mut record = self
-            .storage
-            .read_record(id)
+        let record = self
+            .metadata
+            .record(id)
             .await?
             .ok_or(JobError::MissingRecord(id))?;
         match record.status {
@@ -232,8 +364,7 @@ impl Transcoder {
             VideoStatus::Failed => return Ok(JobEnd::Skipped),
             VideoStatus::Uploaded | VideoStatus::Queued | VideoStatus::Transcoding => {}
         }
-        record.move_to(VideoStatus::Queued, Timestamp::now())?;
-        self.storage.write_record(&record).await?;
+        let record = self.advance(record, VideoStatus::Queued).await?;
 
         let scratch = tempfile::Builder::new()
             .prefix(&format!("xtream-job-{id}-"))
@@ -255,8 +386,7 @@ impl Transcoder {
             ))
         })?;
 
-        record.move_to(VideoStatus::Transcoding, Timestamp::now())?;
-        self.storage.write_record(&record).await?;
+        let mut record = self.advance(record, VideoStatus::Transcoding).await?;
         let hls = scratch.path().join("hls");
         for rung in &ladder.rungs {
             tokio::fs::create_dir_all(hls.join(&rung.name))
@@ -284,8 +414,7 @@ impl Transcoder {
         tokio::try_join!(self.store_renditions(id, &hls, &ladder), store_poster)?;
 
         record_media(&mut record, &media, &ladder);
-        record.move_to(VideoStatus::Ready, Timestamp::now())?;
-        self.storage.write_record(&record).await?;
+        let record = self.advance(record, VideoStatus::Ready).await?;
         self.announce(&ready_outcome(&record)).await?;
         // Where the time went, to compare with a bare ffmpeg run.
         tracing::info!(
@@ -357,9 +486,25 @@ impl Transcoder {
     /// Dead-letters the event and announces the failure, then marks the
     /// record failed. Announcing first means a crash in between leads to
     /// a redelivery that fails and announces again, never to a failed
-    /// record nobody heard of.
+    /// record nobody heard of. A video deleted or finished meanwhile (its
+    /// original gone, say) is skipped instead.
     async fn give_up(&self, event: &VideoUploaded, error: &JobError, attempts: u32) -> JobEnd {
         let id = event.video_id;
+        match self.metadata.record(id).await {
+            Ok(current) => match give_up_decision(current.as_ref()) {
+                Some(NextStep::SkipDeleted) => {
+                    tracing::info!(video = %id, "the failed video was deleted; removing its objects");
+                    self.remove_objects(id).await;
+                    return JobEnd::Skipped;
+                }
+                Some(NextStep::End(end)) => return end,
+                _ => {}
+            },
+            // Cannot tell: fail it as before; the record write will tell.
+            Err(err) => {
+                tracing::warn!(video = %id, error = %err, "cannot re-read the record before giving up")
+            }
+        }
         let reason = error.reason();
         // The dead letter is the original event, untouched, so it can be
         // replayed to the uploads topic as is; why it failed is in headers.
@@ -399,27 +544,48 @@ impl Transcoder {
         JobEnd::Failed
     }
 
+    /// Marks the video failed, compare-and-set on the status read: a video
+    /// another writer finished stays as it is, a deleted one stays deleted
+    /// (its objects are removed), and one moved between two unfinished
+    /// statuses meanwhile is read again.
     async fn mark_failed(&self, id: VideoId, reason: &str) -> Result<(), JobError> {
-        let Some(mut record) = self.storage.read_record(id).await? else {
-            return Ok(());
-        };
-        if record.status == VideoStatus::Failed {
-            return Ok(());
+        for _ in 0..3 {
+            let Some(mut record) = self.metadata.record(id).await? else {
+                self.remove_objects(id).await;
+                return Ok(());
+            };
+            let expected = record.status;
+            if matches!(expected, VideoStatus::Ready | VideoStatus::Failed) {
+                return Ok(());
+            }
+            record.fail(reason, Timestamp::now())?;
+            match self.metadata.save_transition(&record, expected).await? {
+                Transition::Saved(_) => return Ok(()),
+                Transition::Gone => {
+                    self.remove_objects(id).await;
+                    return Ok(());
+                }
+                Transition::Moved(_) => continue,
+            }
         }
-        record.fail(reason, Timestamp::now())?;
-        self.storage.write_record(&record).await?;
+        tracing::warn!(video = %id, "the video kept moving; not marked failed");
         Ok(())
     }
 
-    /// Puts a stopped job's video back to `queued` (best effort, bounded):
-    /// its event is not committed and another worker will take it.
+    /// Puts a stopped job's video back to `queued` (best effort, bounded),
+    /// only if it is still `transcoding`: its event is not committed and
+    /// another worker will take it.
     async fn release(&self, id: VideoId) -> JobEnd {
         let requeue = async {
-            if let Some(mut record) = self.storage.read_record(id).await?
+            if let Some(mut record) = self.metadata.record(id).await?
                 && record.status == VideoStatus::Transcoding
             {
                 record.move_to(VideoStatus::Queued, Timestamp::now())?;
-                self.storage.write_record(&record).await?;
+                let transition = self
+                    .metadata
+                    .save_transition(&record, VideoStatus::Transcoding)
+                    .await?;
+                tracing::debug!(video = %id, ?transition, "requeued");
             }
             Ok::<_, JobError>(())
         };
@@ -479,6 +645,80 @@ mod tests {
             !JobError::Storage(StorageError::NotFound("videos/x/original".into())).is_transient()
         );
         assert!(!JobError::MissingRecord(VideoId::random()).is_transient());
+        assert!(JobError::Database(DbError::Unavailable("refused".into())).is_transient());
+        assert!(!JobError::Database(DbError::Refused("no such table".into())).is_transient());
+    }
+
+    fn unavailable_storage() -> JobError {
+        JobError::Storage(StorageError::Unavailable {
+            key: "k".into(),
+            detail: "connection refused".into(),
+        })
+    }
+
+    #[test]
+    fn a_deleted_video_is_skipped_and_cleaned_up_never_failed() {
+        let gone = Err(JobError::MissingRecord(VideoId::random()));
+        assert_eq!(next_step(&gone, 1, 3), NextStep::SkipDeleted);
+        assert_eq!(next_step(&gone, 3, 3), NextStep::SkipDeleted);
+    }
+
+    #[test]
+    fn a_video_moved_on_by_another_writer_is_skipped() {
+        let moved = Err(JobError::MovedOn {
+            id: VideoId::random(),
+            expected: VideoStatus::Transcoding,
+            now: VideoStatus::Ready,
+        });
+        assert_eq!(next_step(&moved, 1, 3), NextStep::End(JobEnd::Skipped));
+    }
+
+    #[test]
+    fn outages_are_retried_then_given_up_but_database_outages_wait() {
+        assert_eq!(
+            next_step(&Err(unavailable_storage()), 1, 3),
+            NextStep::Retry(Duration::from_secs(1))
+        );
+        assert_eq!(
+            next_step(&Err(unavailable_storage()), 3, 3),
+            NextStep::GiveUp
+        );
+        let database_down = Err(JobError::Database(DbError::Unavailable("refused".into())));
+        assert_eq!(
+            next_step(&database_down, 10, 3),
+            NextStep::Retry(Duration::from_secs(30))
+        );
+        let refused = Err(JobError::Database(DbError::Refused("bad".into())));
+        assert_eq!(next_step(&refused, 1, 3), NextStep::GiveUp);
+        let junk = Err(JobError::Media(MediaError::NotAVideo("no".into())));
+        assert_eq!(next_step(&junk, 1, 3), NextStep::GiveUp);
+        assert_eq!(
+            next_step(&Ok(JobEnd::Ready), 1, 3),
+            NextStep::End(JobEnd::Ready)
+        );
+    }
+
+    #[test]
+    fn giving_up_skips_videos_deleted_or_finished_meanwhile() {
+        let mut record = VideoRecord::uploaded(
+            VideoId::random(),
+            "t".into(),
+            "f.mp4".into(),
+            1,
+            "video/mp4".into(),
+            Timestamp::now(),
+        );
+        assert_eq!(give_up_decision(None), Some(NextStep::SkipDeleted));
+        for (status, decision) in [
+            (VideoStatus::Ready, Some(NextStep::End(JobEnd::Skipped))),
+            (VideoStatus::Failed, Some(NextStep::End(JobEnd::Skipped))),
+            (VideoStatus::Transcoding, None),
+            (VideoStatus::Queued, None),
+            (VideoStatus::Uploaded, None),
+        ] {
+            record.status = status;
+            assert_eq!(give_up_decision(Some(&record)), decision, "{status:?}");
+        }
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! Keys are JSON: the Strimzi Kafka Bridge's JSON format (which the Spin
 //! components publish through) stores a record's key as the JSON text of
 //! the key value, so a video id `abc` is the 5 bytes `"abc"`, quotes
-//! included. Our own producers (reconciler, outcomes, dead letters) write
+//! included. Our own producers (outbox relay, outcomes, dead letters) write
 //! the same bytes so that every event of a video hashes to the same
 //! partition and stays in order.
 
@@ -63,7 +63,13 @@ impl From<KafkaError> for PublishError {
 
 /// The record key of a video's events (see the module doc).
 pub fn video_key(id: VideoId) -> Vec<u8> {
-    serde_json::to_vec(&id.to_string()).expect("a string always serialises")
+    text_key(&id.to_string())
+}
+
+/// The record key for a key stored as text (the outbox's `key` column):
+/// its JSON string, as the bridge writes it.
+pub fn text_key(key: &str) -> Vec<u8> {
+    serde_json::to_vec(key).expect("a string always serialises")
 }
 
 /// Settings every client shares.

@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! xtream-worker [run]   consume upload events, transcode, report (default)
+//! xtream-worker migrate apply the database schema migrations, then exit
 //! xtream-worker bridge  serve the Kafka Bridge REST produce API on rdkafka
 //! xtream-worker plan INPUT OUT_DIR
 //!                       print the ffmpeg commands a job would run (benchmarks)
@@ -11,12 +12,14 @@
 
 mod bridge;
 mod config;
+mod db;
 mod job;
 mod kafka;
 mod media;
 mod metrics;
+mod migrate;
 mod offsets;
-mod reconcile;
+mod relay;
 mod run;
 mod serve;
 mod storage;
@@ -24,8 +27,10 @@ mod sweep;
 
 use anyhow::Context as _;
 
-const USAGE: &str = "usage: xtream-worker [run|bridge]
+const USAGE: &str = "usage: xtream-worker [run|migrate|bridge|plan]
   run     consume video.uploaded events, transcode to HLS, report outcomes (default)
+  migrate apply the schema migrations to XTREAM_DATABASE_URL (waiting up to
+          XTREAM_MIGRATE_WAIT for it to come up), print what it applied, exit
   bridge  serve the Strimzi Kafka Bridge produce API (POST /topics/{topic}) on rdkafka
   plan INPUT OUT_DIR
           print the ffmpeg commands the worker would run for INPUT (one-pass
@@ -52,6 +57,10 @@ fn main() -> anyhow::Result<()> {
                 .block_on(run::run(config))
                 .context("the worker failed")
         }
+        "migrate" => {
+            let config = config::MigrateConfig::from_env()?;
+            runtime.block_on(migrate(config))
+        }
         "bridge" => {
             let config = config::BridgeConfig::from_env()?;
             runtime
@@ -68,6 +77,24 @@ fn main() -> anyhow::Result<()> {
             std::process::exit(2);
         }
     }
+}
+
+/// `migrate`: brings the schema up to date and says what it did.
+async fn migrate(config: config::MigrateConfig) -> anyhow::Result<()> {
+    let report = migrate::migrate(&config.database, config.wait)
+        .await
+        .with_context(|| format!("migrating {}", config.database))?;
+    for (version, name) in &report.applied {
+        println!("applied migration {version:04} {name}");
+    }
+    if report.applied.is_empty() {
+        println!(
+            "the schema is up to date: nothing to apply ({} of {} applied already)",
+            report.already_applied,
+            xtream_core::metadata::MIGRATIONS.len()
+        );
+    }
+    Ok(())
 }
 
 /// `plan INPUT OUT_DIR`: what a job would run, for benchmarks and for

@@ -1,6 +1,7 @@
 //! Prometheus metrics of the worker, and the small HTTP server that exposes
 //! them with `/health`.
 
+use crate::db::Metadata;
 use crate::serve::{self, Reply};
 use prometheus::{
     Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
@@ -8,6 +9,7 @@ use prometheus::{
 };
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Everything the worker counts.
 #[derive(Clone)]
@@ -19,7 +21,8 @@ pub struct Metrics {
     pub jobs_succeeded: IntCounter,
     /// Jobs that ended with the video `failed`.
     pub jobs_failed: IntCounter,
-    /// Events skipped because their video was already done (redeliveries).
+    /// Events skipped because their video was already done (redeliveries),
+    /// moved on by another worker, or deleted.
     pub jobs_skipped: IntCounter,
     /// Jobs released unfinished at shutdown (to be redelivered).
     pub jobs_released: IntCounter,
@@ -31,10 +34,12 @@ pub struct Metrics {
     pub jobs_running: IntGauge,
     /// Per partition: high watermark minus committed offset.
     pub consumer_lag: IntGaugeVec,
-    /// Upload events published again by the reconciler.
-    pub reconciled: IntCounter,
-    /// Reconciler scans, by result (`ok` / `error`).
-    pub reconcile_scans: IntCounterVec,
+    /// Outbox events published by the relay.
+    pub relayed: IntCounter,
+    /// Outbox events the relay could not publish (left for its next run).
+    pub relay_failures: IntCounter,
+    /// Relay runs, by result (`ok` / `error`).
+    pub relay_runs: IntCounterVec,
 }
 
 impl Metrics {
@@ -62,7 +67,7 @@ impl Metrics {
         );
         let jobs_skipped = counter(
             "xtream_worker_jobs_skipped_total",
-            "Redelivered events whose video was already ready or failed.",
+            "Events whose video was already ready or failed, moved on by another worker, or deleted.",
         );
         let jobs_released = counter(
             "xtream_worker_jobs_released_total",
@@ -72,9 +77,13 @@ impl Metrics {
             "xtream_worker_job_retries_total",
             "Attempts retried after a transient error.",
         );
-        let reconciled = counter(
-            "xtream_worker_reconciled_total",
-            "Upload events published again for records stuck in uploaded.",
+        let relayed = counter(
+            "xtream_worker_relayed_total",
+            "Outbox events published by the relay (the functions had not).",
+        );
+        let relay_failures = counter(
+            "xtream_worker_relay_failures_total",
+            "Outbox events the relay could not publish; left for its next run.",
         );
         let job_duration = Histogram::with_opts(
             HistogramOpts::new(
@@ -105,16 +114,16 @@ impl Metrics {
         registry
             .register(Box::new(consumer_lag.clone()))
             .expect("unique metric");
-        let reconcile_scans = IntCounterVec::new(
+        let relay_runs = IntCounterVec::new(
             Opts::new(
-                "xtream_worker_reconcile_scans_total",
-                "Reconciler scans of the catalog.",
+                "xtream_worker_relay_runs_total",
+                "Relay runs over the outbox, by result.",
             ),
             &["result"],
         )
         .expect("valid metric");
         registry
-            .register(Box::new(reconcile_scans.clone()))
+            .register(Box::new(relay_runs.clone()))
             .expect("unique metric");
         Self {
             registry,
@@ -127,8 +136,9 @@ impl Metrics {
             job_duration,
             jobs_running,
             consumer_lag,
-            reconciled,
-            reconcile_scans,
+            relayed,
+            relay_failures,
+            relay_runs,
         }
     }
 
@@ -148,25 +158,53 @@ impl Default for Metrics {
     }
 }
 
-/// Serves `GET /metrics` and `GET /health` on `listen` until the process
-/// ends. Returns the bound address (port 0 picks a free one).
-pub async fn serve(listen: SocketAddr, metrics: Arc<Metrics>) -> std::io::Result<SocketAddr> {
+/// How long `/health` waits for the database before calling it down:
+/// below the probes' timeout, so a slow database reads as "not ready"
+/// rather than as a probe timeout.
+const HEALTH_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Serves on `listen` until the process ends: `GET /metrics`; `GET /health`,
+/// 200 when the database answers and 503 (not ready) when it does not,
+/// since a worker can then neither claim nor finish a job; and `GET
+/// /health/live`, always 200 while the process serves, for a liveness probe
+/// that must not restart workers during a database outage. Returns the
+/// bound address (port 0 picks a free one).
+pub async fn serve(
+    listen: SocketAddr,
+    metrics: Arc<Metrics>,
+    metadata: Metadata,
+) -> std::io::Result<SocketAddr> {
     serve::http(listen, move |request| {
         let metrics = metrics.clone();
+        let metadata = metadata.clone();
         async move {
             match (request.method().as_str(), request.uri().path()) {
                 ("GET", "/metrics") => {
                     Reply::text(200, "text/plain; version=0.0.4", metrics.render())
                 }
-                ("GET", "/health") => {
+                ("GET", "/health") => health(&metadata).await,
+                ("GET", "/health/live") => {
                     Reply::text(200, "application/json", r#"{"status":"ok"}"#.into())
                 }
-                (_, "/metrics" | "/health") => Reply::text(405, "text/plain", "use GET\n".into()),
+                (_, "/metrics" | "/health" | "/health/live") => {
+                    Reply::text(405, "text/plain", "use GET\n".into())
+                }
                 _ => Reply::text(404, "text/plain", "not found\n".into()),
             }
         }
     })
     .await
+}
+
+async fn health(metadata: &Metadata) -> hyper::Response<http_body_util::Full<bytes::Bytes>> {
+    let problem = match tokio::time::timeout(HEALTH_CHECK_TIMEOUT, metadata.check()).await {
+        Ok(Ok(())) => return Reply::text(200, "application/json", r#"{"status":"ok"}"#.into()),
+        Ok(Err(err)) => err.to_string(),
+        Err(_) => format!("the database did not answer within {HEALTH_CHECK_TIMEOUT:?}"),
+    };
+    tracing::debug!(%problem, "not ready");
+    let body = serde_json::json!({ "status": "unavailable", "database": problem });
+    Reply::text(503, "application/json", body.to_string())
 }
 
 #[cfg(test)]

@@ -1,8 +1,9 @@
 //! `xtream-worker run`: consume upload events, run jobs, commit what is
-//! done, reconcile, and stop gracefully.
+//! done, relay the outbox, sweep, and stop gracefully.
 //!
-//! Offsets are committed by hand, only after a job's outputs and record
-//! are in the bucket and its outcome is on Kafka ([`JobEnd::is_done`]).
+//! Offsets are committed by hand, only after a job's outputs are in the
+//! bucket, its record in the database and its outcome on Kafka
+//! ([`JobEnd::is_done`]).
 //! Jobs may finish out of order when `XTREAM_CONCURRENCY` > 1; the
 //! [`OffsetTracker`] keeps each partition's commit behind its oldest
 //! unfinished job.
@@ -13,11 +14,12 @@
 //! their events, left uncommitted, are redelivered to the next worker.
 
 use crate::config::WorkerConfig;
+use crate::db::{DbError, Metadata};
 use crate::job::{JobEnd, Topics, Transcoder};
 use crate::kafka;
 use crate::metrics::{self, Metrics};
 use crate::offsets::{OffsetTracker, Partition};
-use crate::reconcile::Reconciler;
+use crate::relay::Relay;
 use crate::storage::Storage;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
@@ -42,6 +44,12 @@ pub enum StartError {
     /// The S3 client could not be set up.
     #[error(transparent)]
     Storage(#[from] crate::storage::StorageError),
+    /// The database pool could not be set up.
+    #[error(transparent)]
+    Database(#[from] DbError),
+    /// `XTREAM_MIGRATE_ON_START` was set and migrating failed.
+    #[error("migrating at start: {0}")]
+    Migrate(#[from] crate::migrate::MigrateError),
     /// The metrics port could not be bound.
     #[error("cannot serve metrics on {0}: {1}")]
     Listen(std::net::SocketAddr, std::io::Error),
@@ -95,6 +103,10 @@ type WorkerConsumer = StreamConsumer<WorkerContext>;
 
 /// Runs the worker until SIGTERM/SIGINT.
 pub async fn run(config: WorkerConfig) -> Result<(), StartError> {
+    if config.migrate_on_start {
+        let report = crate::migrate::migrate(&config.database, config.migrate_wait).await?;
+        tracing::info!(applied = ?report.applied, already_applied = report.already_applied, "schema migrated");
+    }
     let metrics = Arc::new(Metrics::new());
     let tracker = Arc::new(Mutex::new(OffsetTracker::default()));
     std::fs::create_dir_all(&config.work_dir)
@@ -124,29 +136,42 @@ pub async fn run(config: WorkerConfig) -> Result<(), StartError> {
         // after the worker.
         tracing::warn!(error = %err, "the bucket does not answer yet");
     }
+    // A connection per running job, plus the relay, the sweeper and the
+    // health check.
+    let metadata = Metadata::connect(&config.database, config.concurrency + 3)?;
+    match metadata.check().await {
+        Ok(()) => tracing::info!(database = %config.database, "the database answers"),
+        // Not fatal either: /health says not ready until it answers, and
+        // jobs wait for it.
+        Err(err) => {
+            tracing::warn!(database = %config.database, error = %err, "the database does not answer yet")
+        }
+    }
 
-    let addr = metrics::serve(config.http_listen, metrics.clone())
+    let addr = metrics::serve(config.http_listen, metrics.clone(), metadata.clone())
         .await
         .map_err(|e| StartError::Listen(config.http_listen, e))?;
     tracing::info!(%addr, "serving /metrics and /health");
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let reconciler = Reconciler::new(
-        storage.clone(),
-        publisher.clone(),
-        config.kafka.uploads_topic.clone(),
-        config.reconcile_after,
-        metrics.clone(),
-    );
-    let reconciling = tokio::spawn(reconciler.run(config.reconcile_every, stop_rx.clone()));
+    let relay = Relay {
+        metadata: metadata.clone(),
+        publisher: publisher.clone(),
+        after: config.relay_after,
+        batch: config.relay_batch,
+        metrics: metrics.clone(),
+    };
+    let relaying = tokio::spawn(relay.run(config.relay_every, stop_rx.clone()));
     let sweeper = crate::sweep::Sweeper {
         storage: storage.clone(),
+        metadata: metadata.clone(),
         ttl: config.upload_ttl,
     };
     let sweeping = tokio::spawn(sweeper.run(config.sweep_every, stop_rx.clone()));
 
     let transcoder = Arc::new(Transcoder {
         storage,
+        metadata,
         publisher,
         topics: Topics {
             results: config.kafka.results_topic.clone(),
@@ -186,7 +211,7 @@ pub async fn run(config: WorkerConfig) -> Result<(), StartError> {
         let _ = hard_stop_tx.send(true);
         loop_state.drain().await;
     }
-    let _ = reconciling.await;
+    let _ = relaying.await;
     let _ = sweeping.await;
     consumer.unsubscribe();
     tracing::info!("stopped");
@@ -200,7 +225,7 @@ struct ConsumeLoop {
     transcoder: Arc<Transcoder>,
     slots: Arc<Semaphore>,
     jobs: JoinSet<(Partition, i64, VideoId, JobEnd)>,
-    /// Videos with a job running: a duplicate event (reconciler, replay)
+    /// Videos with a job running: a duplicate event (relay, replay)
     /// for one of them is covered by the running job.
     in_flight: HashSet<VideoId>,
     /// Paused partitions and the offset each was rewound to.
@@ -411,6 +436,11 @@ impl ConsumeLoop {
 pub fn parse_event(payload: Option<&[u8]>) -> Result<VideoUploaded, String> {
     let payload = payload.ok_or("the record has no value")?;
     serde_json::from_slice(payload).map_err(|e| format!("not a video.uploaded event: {e}"))
+}
+
+/// Resolves once `stop` is true (or its sender is gone).
+pub async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stop| *stop).await;
 }
 
 /// Resolves on SIGTERM or SIGINT.

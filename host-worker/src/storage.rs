@@ -1,9 +1,11 @@
-//! The bucket, through the `minio` crate: records, originals and renditions.
+//! The bucket, through the `minio` crate: originals, renditions and
+//! posters. Only bytes: what is known about a video is in the database
+//! ([`crate::db`]).
 //!
 //! Downloads stream to disk and uploads stream from disk, so a job holds at
 //! most one network buffer of a video in memory whatever its size.
 
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use minio::s3::MinioClient;
 use minio::s3::builders::ObjectContent;
 use minio::s3::client::MinioClientBuilder;
@@ -14,7 +16,9 @@ use minio::s3::types::{Region, S3Api, ToStream};
 use std::path::Path;
 use tokio::io::AsyncWriteExt;
 use xtream_core::config::StorageSettings;
-use xtream_core::{VideoId, VideoRecord, keys};
+
+/// Deletes in flight at once when a prefix is cleared.
+const PARALLEL_DELETES: usize = 8;
 
 /// What went wrong talking to the bucket.
 #[derive(Debug, thiserror::Error)]
@@ -29,14 +33,6 @@ pub enum StorageError {
         /// The object (or prefix) concerned.
         key: String,
         /// The client's or server's words.
-        detail: String,
-    },
-    /// A stored record is not valid JSON of a record.
-    #[error("{key} is not a video record: {detail}")]
-    CorruptRecord {
-        /// The record's key.
-        key: String,
-        /// The parser's words.
         detail: String,
     },
     /// Reading or writing a local file failed.
@@ -92,10 +88,11 @@ fn is_not_found(err: &MinioError) -> bool {
     }
 }
 
-/// Whether a minio error means "no such multipart upload".
+/// Whether a minio error means "no such multipart upload". minio knows no
+/// such code and passes it on lowercased (`OtherError("nosuchupload")`).
 fn is_no_such_upload(err: &MinioError) -> bool {
     matches!(err, MinioError::S3Server(S3ServerError::S3Error(response))
-        if response.code().to_string() == "NoSuchUpload")
+        if response.code().to_string().to_ascii_lowercase().contains("nosuchupload"))
 }
 
 /// The whole error chain in one line: minio's top-level messages ("Network
@@ -161,38 +158,6 @@ impl Storage {
         }
     }
 
-    /// A video's record, or `None` when it has none.
-    pub async fn read_record(&self, id: VideoId) -> Result<Option<VideoRecord>, StorageError> {
-        let key = keys::record(id);
-        let bytes = match self.get_bytes(&key).await {
-            Ok(bytes) => bytes,
-            Err(StorageError::NotFound(_)) => return Ok(None),
-            Err(e) => return Err(e),
-        };
-        serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| StorageError::CorruptRecord {
-                key,
-                detail: e.to_string(),
-            })
-    }
-
-    /// Writes a video's record.
-    pub async fn write_record(&self, record: &VideoRecord) -> Result<(), StorageError> {
-        let body = serde_json::to_vec(record).expect("a record always serialises");
-        self.put_bytes(&keys::record(record.id), body, "application/json")
-            .await
-    }
-
-    /// A small object's bytes.
-    pub async fn get_bytes(&self, key: &str) -> Result<bytes::Bytes, StorageError> {
-        let response = self.get(key).await?;
-        response
-            .into_bytes()
-            .await
-            .map_err(|e| StorageError::unavailable(key, describe(&e)))
-    }
-
     async fn get(&self, key: &str) -> Result<minio::s3::response::GetObjectResponse, StorageError> {
         self.client
             .get_object(self.bucket.as_str(), key)
@@ -207,16 +172,6 @@ impl Storage {
                     StorageError::unavailable(key, describe(&e))
                 }
             })
-    }
-
-    /// Stores `body` at `key`.
-    pub async fn put_bytes(
-        &self,
-        key: &str,
-        body: Vec<u8>,
-        content_type: &str,
-    ) -> Result<(), StorageError> {
-        self.put_content(key, body, content_type).await
     }
 
     /// Streams the object at `key` into the file `to`; returns its length.
@@ -252,7 +207,7 @@ impl Storage {
         self.put_content(key, from, content_type).await
     }
 
-    /// Stores bytes or a file at `key`; minio streams files in parts.
+    /// Stores a file at `key`; minio streams it in parts.
     async fn put_content(
         &self,
         key: &str,
@@ -337,5 +292,21 @@ impl Storage {
             .await
             .map_err(|e| StorageError::unavailable(key, describe(&e)))?;
         Ok(())
+    }
+
+    /// Deletes every object under `prefix` (a video's, when it is deleted);
+    /// returns how many there were. Repeating it after a failure finishes
+    /// the job.
+    pub async fn delete_prefix(&self, prefix: &str) -> Result<usize, StorageError> {
+        let keys = self.list(prefix).await?;
+        let count = keys.len();
+        futures::stream::iter(
+            keys.into_iter()
+                .map(|key| async move { self.delete(&key).await }),
+        )
+        .buffer_unordered(PARALLEL_DELETES)
+        .try_collect::<Vec<()>>()
+        .await?;
+        Ok(count)
     }
 }

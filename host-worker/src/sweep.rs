@@ -1,37 +1,64 @@
-//! The sweeper: resumable uploads that were abandoned do not hold S3 parts
-//! forever.
+//! The sweeper: nothing abandoned holds storage forever.
 //!
-//! A resumable upload keeps its session at `uploads/{id}.json` until it is
-//! completed or aborted. Each period the sweeper reads every session and,
-//! for those past their expiry or older than `XTREAM_UPLOAD_TTL`, aborts
-//! the S3 multipart upload (freeing its parts) and deletes the session. An
-//! original that S3 had already assembled but that never got a record (a
-//! completion cut short) is deleted too: without a record nothing can reach
-//! it.
+//! Abandoned resumable uploads: a session stays in `upload_sessions` until
+//! its upload is completed or aborted. Each period the sweeper takes the
+//! sessions past their expiry or older than `XTREAM_UPLOAD_TTL`, aborts
+//! their S3 multipart uploads (freeing the parts), deletes an original S3
+//! had already assembled but that never got a video row (a completion cut
+//! short: nothing can reach it), and closes the session.
 //!
-//! Cost per sweep: one LIST per 1000 open uploads plus one GET each.
+//! Unfinished deletions: deleting a video removes its row and records the
+//! deletion in `video_deletions`; whoever deleted it then removes its
+//! objects and the record. When that request died half-way, the sweeper
+//! finishes it a minute later: every object under the video's prefix, then
+//! the deletion record.
+//!
+//! Cost of an idle sweep: two indexed queries. Several workers may sweep at
+//! once; every step is idempotent.
 
-use crate::reconcile::stopped;
+use crate::db::{self, DbError, Metadata};
+use crate::run::stopped;
 use crate::storage::{Storage, StorageError};
-use jiff::Timestamp;
 use std::time::Duration;
 use tokio::sync::watch;
-use xtream_core::keys;
+use xtream_core::metadata;
 use xtream_core::resumable::UploadSession;
+use xtream_core::{VideoId, keys};
+
+/// Sessions and deletions handled per sweep; the rest wait for the next.
+const SWEEP_BATCH: u64 = 100;
+/// A deletion this old is unfinished: the request that made it would have
+/// removed the objects long before.
+const DELETION_GRACE: Duration = Duration::from_secs(60);
 
 /// What one sweep did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct SweepReport {
-    /// Open upload sessions seen.
-    pub sessions: usize,
-    /// Sessions aborted and removed.
+    /// Abandoned sessions aborted and closed.
     pub aborted: usize,
+    /// Deleted videos whose objects were removed.
+    pub deletions_finished: usize,
+    /// Sessions or deletions that failed, left for the next sweep.
+    pub failed: usize,
 }
 
-/// Aborts expired and abandoned resumable uploads.
+/// Why a sweep stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum SweepError {
+    /// The database failed.
+    #[error(transparent)]
+    Database(#[from] DbError),
+    /// The bucket failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// Aborts abandoned uploads and finishes deletions.
 pub struct Sweeper {
     /// The bucket.
     pub storage: Storage,
+    /// The sessions and deletions.
+    pub metadata: Metadata,
     /// Age after which a session counts as abandoned, even before its expiry.
     pub ttl: Duration,
 }
@@ -45,53 +72,82 @@ impl Sweeper {
                 _ = stopped(&mut stop) => return,
             }
             match self.sweep().await {
-                Ok(report) if report.aborted > 0 => {
-                    tracing::info!(?report, "swept abandoned uploads")
+                Ok(report) if report != SweepReport::default() => {
+                    tracing::info!(?report, "swept abandoned uploads and deletions")
                 }
-                Ok(report) => tracing::debug!(?report, "upload sweep"),
+                Ok(report) => tracing::debug!(?report, "sweep"),
                 Err(err) => {
-                    tracing::warn!(error = %err, "upload sweep failed; next period tries again")
+                    tracing::warn!(error = %err, "sweep failed; next period tries again")
                 }
             }
         }
     }
 
-    /// One pass over every open upload session.
-    pub async fn sweep(&self) -> Result<SweepReport, StorageError> {
-        let now = Timestamp::now();
+    /// One pass: abandoned sessions, then unfinished deletions. One that
+    /// fails is logged and left for the next sweep, so it cannot hold up
+    /// the others.
+    pub async fn sweep(&self) -> Result<SweepReport, SweepError> {
         let mut report = SweepReport::default();
-        for key in self.storage.list(keys::UPLOADS_PREFIX).await? {
-            let Some(id) = keys::id_of_upload_session(&key) else {
-                continue;
-            };
-            report.sessions += 1;
-            let bytes = match self.storage.get_bytes(&key).await {
-                Ok(bytes) => bytes,
-                // Completed or aborted since the listing.
-                Err(StorageError::NotFound(_)) => continue,
-                Err(err) => return Err(err),
-            };
-            let session: UploadSession = match serde_json::from_slice(&bytes) {
+        let abandoned = metadata::select_abandoned_sessions(self.ttl.as_secs(), SWEEP_BATCH);
+        for row in self.metadata.query(&abandoned).await? {
+            let json: String = db::column(&row, 0)?;
+            let session = match metadata::decode_session(&json) {
                 Ok(session) => session,
                 Err(err) => {
-                    tracing::warn!(%key, error = %err, "skipping an unreadable upload session");
+                    tracing::warn!(error = %err.message, "skipping an unreadable upload session");
                     continue;
                 }
             };
-            if !session.is_abandoned(now, self.ttl) {
+            match self.abort_upload(&session).await {
+                Ok(()) => report.aborted += 1,
+                Err(err) => {
+                    tracing::warn!(upload = %session.id, error = %err, "cannot abort an abandoned upload; next sweep tries again");
+                    report.failed += 1;
+                }
+            }
+        }
+        let unfinished =
+            metadata::select_unfinished_deletions(DELETION_GRACE.as_secs(), SWEEP_BATCH);
+        for row in self.metadata.query(&unfinished).await? {
+            let text: String = db::column(&row, 0)?;
+            let Ok(id) = text.parse::<VideoId>() else {
+                tracing::warn!(video = %text, "skipping a deletion of something that is not a video id");
                 continue;
+            };
+            match self.finish_deletion(id).await {
+                Ok(()) => report.deletions_finished += 1,
+                Err(err) => {
+                    tracing::warn!(video = %id, error = %err, "cannot finish a deletion; next sweep tries again");
+                    report.failed += 1;
+                }
             }
-            let original = keys::original(id);
-            self.storage
-                .abort_multipart(&original, &session.s3_upload_id)
-                .await?;
-            if self.storage.read_record(id).await?.is_none() {
-                self.storage.delete(&original).await?;
-            }
-            self.storage.delete(&key).await?;
-            tracing::info!(upload = %id, created_at = %session.created_at, expires_at = %session.expires_at, "aborted an abandoned upload");
-            report.aborted += 1;
         }
         Ok(report)
+    }
+
+    /// Frees an abandoned upload's parts, deletes its original if S3 had
+    /// assembled it but no video came of it, and closes the session.
+    async fn abort_upload(&self, session: &UploadSession) -> Result<(), SweepError> {
+        let id = session.id;
+        let original = keys::original(id);
+        self.storage
+            .abort_multipart(&original, &session.s3_upload_id)
+            .await?;
+        if !self.metadata.video_exists(id).await? {
+            self.storage.delete(&original).await?;
+        }
+        self.metadata.execute(&metadata::delete_session(id)).await?;
+        tracing::info!(upload = %id, created_at = %session.created_at, expires_at = %session.expires_at, "aborted an abandoned upload");
+        Ok(())
+    }
+
+    /// Removes every object of a deleted video, then the deletion record.
+    async fn finish_deletion(&self, id: VideoId) -> Result<(), SweepError> {
+        let removed = self.storage.delete_prefix(&keys::video_prefix(id)).await?;
+        self.metadata
+            .execute(&metadata::finish_deletion(id))
+            .await?;
+        tracing::info!(video = %id, objects = removed, "finished a deletion");
+        Ok(())
     }
 }

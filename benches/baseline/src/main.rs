@@ -1,88 +1,154 @@
 //! The native baseline the load report compares the embedded host with.
 //!
 //! It answers `GET /health` and `GET /api/videos` exactly as the `health`
-//! and `videos` components do — same JSON, same core logic, same S3 calls —
-//! but as a plain hyper server with a pooled reqwest client, so the ratio
-//! shows what running as WebAssembly components costs.
+//! and `videos` components do — same JSON, same core logic, the same SQL
+//! statement from [`xtream_core::metadata`] — but as a plain hyper server
+//! with a pool of tokio-postgres connections (statements prepared once per
+//! connection), so the ratio shows what running as WebAssembly components
+//! costs.
 //!
-//! `xtream-baseline LISTEN` with the S3 settings in `SPIN_VARIABLE_S3_*`
-//! (the same variables the platform reads).
+//! `xtream-baseline [LISTEN] [DATABASE_URL]` (LISTEN defaults to
+//! `127.0.0.1:3100`). The database is, in order: the second argument;
+//! `XTREAM_DATABASE_URL` (a `postgres://` URL or `key=value` string, as the
+//! worker reads it); else the platform's own Spin variables
+//! `SPIN_VARIABLE_DB_HOST`, `_DB_PORT`, `_DB_NAME`, `_DB_USER` and
+//! `_DB_PASSWORD`, with `spin.toml`'s defaults. Plain TCP, no TLS.
 
 use bytes::Bytes;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use http_body_util::Full;
 use hyper::{Request, Response, body::Incoming, service::service_fn};
 use hyper_util::rt::TokioIo;
-use rusty_s3::actions::ListObjectsV2;
-use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
+use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
-use xtream_core::catalog::{Page, PageRequest, encode_cursor};
+use tokio_postgres::NoTls;
+use tokio_postgres::types::ToSql;
+use xtream_core::ApiError;
+use xtream_core::catalog::Page;
+use xtream_core::metadata::{self, ListQuery, Param, SqlStateMeaning, Statement};
 use xtream_core::playback::VideoView;
-use xtream_core::{ApiError, VideoRecord, keys};
 
-const TTL: Duration = Duration::from_secs(900);
+/// Connections to the database: enough for the load test's concurrency to
+/// queue on the server, not on the pool.
+const POOL_SIZE: usize = 32;
 
-struct Store {
-    bucket: Bucket,
-    credentials: Credentials,
-    http: reqwest::Client,
+/// The database's settings from the arguments or the environment (see the
+/// module doc).
+fn database_config() -> anyhow::Result<tokio_postgres::Config> {
+    let url = std::env::args()
+        .nth(2)
+        .or_else(|| std::env::var("XTREAM_DATABASE_URL").ok())
+        .filter(|url| !url.trim().is_empty());
+    if let Some(url) = url {
+        return tokio_postgres::Config::from_str(&url)
+            .map_err(|e| anyhow::anyhow!("the database URL is not valid: {e}"));
+    }
+    let var = |name: &str, default: &str| {
+        std::env::var(format!("SPIN_VARIABLE_{name}")).unwrap_or_else(|_| default.to_owned())
+    };
+    let mut config = tokio_postgres::Config::new();
+    config
+        .host(var("DB_HOST", "127.0.0.1"))
+        .port(var("DB_PORT", "5432").parse()?)
+        .dbname(var("DB_NAME", "xtream"))
+        .user(var("DB_USER", "xtream"))
+        .password(std::env::var("SPIN_VARIABLE_DB_PASSWORD").map_err(|_| {
+            anyhow::anyhow!("set XTREAM_DATABASE_URL or SPIN_VARIABLE_DB_PASSWORD")
+        })?);
+    Ok(config)
 }
 
-impl Store {
-    fn from_env() -> anyhow::Result<Self> {
-        let var = |name: &str| {
-            std::env::var(format!("SPIN_VARIABLE_{name}"))
-                .map_err(|_| anyhow::anyhow!("set SPIN_VARIABLE_{name}"))
-        };
-        let region = var("S3_REGION").unwrap_or_else(|_| "us-east-1".into());
-        let bucket = var("S3_BUCKET").unwrap_or_else(|_| "xtream".into());
-        Ok(Self {
-            bucket: Bucket::new(var("S3_ENDPOINT")?.parse()?, UrlStyle::Path, bucket, region)?,
-            credentials: Credentials::new(var("S3_ACCESS_KEY")?, var("S3_SECRET_KEY")?),
-            http: reqwest::Client::new(),
-        })
-    }
+fn pool(mut config: tokio_postgres::Config) -> anyhow::Result<Pool> {
+    config
+        .application_name("xtream-baseline")
+        .connect_timeout(Duration::from_secs(5));
+    let manager = Manager::from_config(
+        config,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Ok(Pool::builder(manager)
+        .max_size(POOL_SIZE)
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(Duration::from_secs(10)))
+        .create_timeout(Some(Duration::from_secs(5)))
+        .build()?)
+}
 
-    async fn page(&self, request: &PageRequest) -> Result<Page, ApiError> {
-        let unavailable = |e: reqwest::Error| ApiError::storage_unavailable(e.to_string());
-        let mut action = self.bucket.list_objects_v2(Some(&self.credentials));
-        action.with_prefix(keys::CATALOG_PREFIX);
-        action.with_max_keys(request.limit);
-        if let Some(after) = &request.start_after {
-            action.with_start_after(after.as_str());
+/// A parameter as tokio-postgres binds it: the type its `$n::type` cast
+/// asks for (the worker's `host-worker/src/db.rs` binds the same way).
+fn bind(param: &Param) -> Box<dyn ToSql + Sync + Send> {
+    match param {
+        Param::Uuid(id) => {
+            Box::new(uuid::Uuid::parse_str(&id.to_string()).expect("a video id is a UUID"))
         }
-        let text = self
-            .http
-            .get(action.sign(TTL))
-            .send()
-            .await
-            .map_err(unavailable)?;
-        let text = text.text().await.map_err(unavailable)?;
-        let listing = ListObjectsV2::parse_response(&text)
-            .map_err(|e| ApiError::storage_unavailable(e.to_string()))?;
-        let keys: Vec<String> = listing.contents.into_iter().map(|c| c.key).collect();
-        let fetches = keys
-            .iter()
-            .filter_map(|key| keys::id_of_catalog_entry(key))
-            .map(|id| {
-                let url = self
-                    .bucket
-                    .get_object(Some(&self.credentials), &keys::record(id))
-                    .sign(TTL);
-                async move {
-                    let response = self.http.get(url).send().await.ok()?;
-                    let bytes = response.error_for_status().ok()?.bytes().await.ok()?;
-                    serde_json::from_slice::<VideoRecord>(&bytes).ok()
-                }
-            });
-        let videos = futures::future::join_all(fetches).await;
-        Ok(Page {
-            videos: videos.into_iter().flatten().map(VideoView::from).collect(),
-            next_cursor: listing
-                .next_continuation_token
-                .and(keys.last().map(|key| encode_cursor(key))),
-        })
+        Param::Text(text) => Box::new(text.clone()),
+        Param::NullableText(text) => Box::new(text.clone()),
+        Param::BigInt(n) => Box::new(*n),
+        Param::NullableBigInt(n) => Box::new(*n),
+        Param::NullableFloat(x) => Box::new(*x),
+        Param::Jsonb(value) => Box::new(value.clone()),
     }
+}
+
+/// A database error as the components answer it: 503 when it may pass
+/// (no connection, the server restarting, the schema not migrated yet), 500
+/// otherwise.
+fn database_error(err: tokio_postgres::Error) -> ApiError {
+    let meaning = err.code().map_or(SqlStateMeaning::Transient, |code| {
+        metadata::sqlstate_meaning(code.code())
+    });
+    match meaning {
+        SqlStateMeaning::Transient | SqlStateMeaning::SchemaMissing => {
+            ApiError::database_unavailable(err.to_string())
+        }
+        SqlStateMeaning::Bug => ApiError::internal(format!("listing failed: {err}")),
+    }
+}
+
+async fn query(pool: &Pool, statement: &Statement) -> Result<Vec<tokio_postgres::Row>, ApiError> {
+    let client = pool
+        .get()
+        .await
+        .map_err(|e| ApiError::database_unavailable(e.to_string()))?;
+    let bound: Vec<_> = statement.params.iter().map(bind).collect();
+    let params: Vec<&(dyn ToSql + Sync)> = bound
+        .iter()
+        .map(|b| b.as_ref() as &(dyn ToSql + Sync))
+        .collect();
+    let prepared = client
+        .prepare_cached(&statement.sql)
+        .await
+        .map_err(database_error)?;
+    client
+        .query(&prepared, &params)
+        .await
+        .map_err(database_error)
+}
+
+/// One page: the statement asks for one row more than the limit, so a
+/// next page exists exactly when that row came back; the cursor points
+/// after the page's last video.
+async fn page(pool: &Pool, list: &ListQuery) -> Result<Page, ApiError> {
+    let rows = query(pool, &list.statement()).await?;
+    let has_more = rows.len() > list.limit;
+    let mut videos = Vec::with_capacity(list.limit.min(rows.len()));
+    let mut last_position = None;
+    for row in rows.iter().take(list.limit) {
+        let unreadable = |e: tokio_postgres::Error| ApiError::internal(e.to_string());
+        let json: String = row.try_get(0).map_err(unreadable)?;
+        last_position = Some(row.try_get::<_, i64>(1).map_err(unreadable)?);
+        videos.push(VideoView::from(metadata::decode_record(&json)?));
+    }
+    Ok(Page {
+        videos,
+        next_cursor: last_position
+            .filter(|_| has_more)
+            .map(metadata::encode_cursor),
+    })
 }
 
 fn json(status: u16, body: Vec<u8>) -> Response<Full<Bytes>> {
@@ -94,13 +160,13 @@ fn json(status: u16, body: Vec<u8>) -> Response<Full<Bytes>> {
         .expect("static parts are valid")
 }
 
-async fn answer(store: Arc<Store>, request: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn answer(pool: Arc<Pool>, request: Request<Incoming>) -> Response<Full<Bytes>> {
     let query = request.uri().query().unwrap_or_default().to_owned();
     match request.uri().path() {
         "/health" => json(200, br#"{"status":"ok"}"#.to_vec()),
         "/api/videos" => {
-            let page = match PageRequest::from_query(&query) {
-                Ok(page_request) => store.page(&page_request).await,
+            let page = match ListQuery::from_query(&query) {
+                Ok(list) => page(&pool, &list).await,
                 Err(error) => Err(error),
             };
             match page
@@ -124,16 +190,16 @@ async fn main() -> anyhow::Result<()> {
     let listen = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "127.0.0.1:3100".into());
-    let store = Arc::new(Store::from_env()?);
+    let pool = Arc::new(pool(database_config()?)?);
     let listener = tokio::net::TcpListener::bind(&listen).await?;
     eprintln!("baseline serving http://{}", listener.local_addr()?);
     loop {
         let (stream, _) = listener.accept().await?;
-        let store = store.clone();
+        let pool = pool.clone();
         tokio::spawn(async move {
             let service = service_fn(move |request| {
-                let store = store.clone();
-                async move { Ok::<_, std::convert::Infallible>(answer(store, request).await) }
+                let pool = pool.clone();
+                async move { Ok::<_, std::convert::Infallible>(answer(pool, request).await) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
