@@ -175,7 +175,7 @@ pub async fn upload(
     }
     match api.complete_upload(&plan.id).await {
         Ok(record) => summary.video = Some(record),
-        // Stored and listed; the worker's reconciler queues it later.
+        // Stored and listed; the worker's outbox relay queues it later.
         Err(CliError::Api {
             status: 503,
             code,

@@ -24,8 +24,10 @@ export function authHeaders() {
   return API_KEY ? { Authorization: `Bearer ${API_KEY}` } : {};
 }
 
-// Ids of the catalog's videos, optionally only those that are ready.
-export function videoIds(onlyReady) {
-  const page = http.get(`${BASE}/api/videos?limit=100`).json();
-  return page.videos.filter((v) => !onlyReady || v.status === 'ready').map((v) => v.id);
+// Ids of the catalog's videos, or of the transcoded seeds (titled "Seed N"
+// by ./x load) when they must be playable: the thousands of rows ./x load
+// adds to the database for listing have no renditions in the bucket.
+export function videoIds(playable) {
+  const query = playable ? 'limit=100&status=ready&q=seed' : 'limit=100';
+  return http.get(`${BASE}/api/videos?${query}`).json().videos.map((v) => v.id);
 }

@@ -21,7 +21,7 @@ import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-COMPARED = {"health", "listing"}
+COMPARED = {"health", "listing", "search"}
 
 
 def rss_bytes(pid):
@@ -137,6 +137,7 @@ def main():
     parser.add_argument("--out", required=True)
     parser.add_argument("--clip", default="")
     parser.add_argument("--timeline", action="store_true", help="report memory over each run (soaks)")
+    parser.add_argument("--seeded", default="", help="what the catalog held, as ./x load seeded it")
     parser.add_argument("scenarios", nargs="+")
     args = parser.parse_args()
     env = {"XTREAM_CLIP": args.clip, "XTREAM_API_KEY": os.environ.get("XTREAM_API_KEY", "")}
@@ -158,6 +159,7 @@ def main():
         "Every server ran on this one machine, k6 included: the numbers are for comparing",
         "with each other, not absolute capacity. Each row is one k6 run "
         f"of {args.duration} at a constant number of virtual users.",
+        f"Catalog: {args.seeded or 'as found'}.",
         "",
         "| scenario | VUs | requests | req/s | p50 ms | p95 ms | p99 ms | failed | host RSS MiB (peak) | RSS growth MiB host / worker | thresholds |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
