@@ -7,10 +7,12 @@
 //! reached inside the cluster network (see `k8s/base/postgres`). TLS would
 //! be a `postgres-native-tls` connector in [`Metadata::connect`].
 
+use crate::storage::describe;
 use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
+
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
@@ -169,19 +171,6 @@ impl From<deadpool_postgres::PoolError> for DbError {
             other => Self::Unavailable(other.to_string()),
         }
     }
-}
-
-/// The whole error chain in one line: tokio-postgres' top-level message
-/// ("db error", "error connecting to server") hides the useful part.
-fn describe(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(inner) = source {
-        text.push_str(": ");
-        text.push_str(&inner.to_string());
-        source = inner.source();
-    }
-    text
 }
 
 /// What a compare-and-set of a video's status did.

@@ -95,9 +95,10 @@ fn is_no_such_upload(err: &MinioError) -> bool {
         if response.code().to_string().to_ascii_lowercase().contains("nosuchupload"))
 }
 
-/// The whole error chain in one line: minio's top-level messages ("Network
-/// error occurred") hide the useful part in their sources.
-fn describe(err: &(dyn std::error::Error + 'static)) -> String {
+/// The whole error chain in one line: the clients' top-level messages
+/// (minio's "Network error occurred", tokio-postgres' "db error") hide the
+/// useful part in their sources.
+pub(crate) fn describe(err: &(dyn std::error::Error + 'static)) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
     while let Some(inner) = source {
