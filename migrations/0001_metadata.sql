@@ -29,8 +29,12 @@ CREATE TABLE videos (
     hls_master text,
     thumbnail text,
     -- Title words for `q=`: the 'simple' configuration (no stemming, no stop
-    -- words) because titles come in every language.
-    title_words tsvector GENERATED ALWAYS AS (to_tsvector('simple', title)) STORED
+    -- words) because titles come in every language. Lowercased with ICU's
+    -- Unicode rules first: 'simple' lowercases by the database's locale,
+    -- which in the C locale leaves "É" alone while a search for "é" is
+    -- lowercased by the application.
+    title_words tsvector GENERATED ALWAYS AS
+        (to_tsvector('simple', lower(title COLLATE "und-x-icu"))) STORED
 );
 
 -- Listing filtered by status, newest first.

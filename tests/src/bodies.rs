@@ -30,6 +30,44 @@ pub fn patterned(len: u64, seed: u64) -> impl Stream<Item = Result<Bytes, std::i
     }))
 }
 
+/// A [`held`] body's controls.
+pub struct Hold {
+    /// Fires when the body has yielded its first `hold_after` bytes and
+    /// waits.
+    pub reached: tokio::sync::oneshot::Receiver<()>,
+    /// Send (or drop) to let the rest of the body flow.
+    pub release: tokio::sync::oneshot::Sender<()>,
+}
+
+/// [`patterned`] content that stops after `hold_after` bytes (rounded up
+/// to a whole chunk) until released: the test acts while the server is
+/// mid-body, at a known point rather than after a guessed sleep.
+pub fn held(
+    len: u64,
+    seed: u64,
+    hold_after: u64,
+) -> (impl Stream<Item = Result<Bytes, std::io::Error>>, Hold) {
+    use futures::StreamExt;
+    let (reached_tx, reached) = tokio::sync::oneshot::channel();
+    let (release, release_rx) = tokio::sync::oneshot::channel::<()>();
+    let inner = Box::pin(patterned(len, seed));
+    let stream = futures::stream::unfold(
+        (inner, 0u64, Some((reached_tx, release_rx))),
+        move |(mut inner, sent, mut gate)| async move {
+            if sent >= hold_after
+                && let Some((reached_tx, release_rx)) = gate.take()
+            {
+                let _ = reached_tx.send(());
+                let _ = release_rx.await;
+            }
+            let chunk = inner.next().await?;
+            let sent = sent + chunk.as_ref().map_or(0, |c| c.len() as u64);
+            Some((chunk, (inner, sent, gate)))
+        },
+    );
+    (stream, Hold { reached, release })
+}
+
 /// The whole of [`patterned`], for small bodies.
 pub async fn patterned_vec(len: u64, seed: u64) -> Vec<u8> {
     use futures::StreamExt;

@@ -1,6 +1,6 @@
 //! The platform under test: the real components in the embedded host.
 
-use crate::Garage;
+use crate::{Garage, Postgres};
 use anyhow::{Context, bail};
 use std::collections::HashMap;
 use std::process::Command;
@@ -57,18 +57,29 @@ fn build_components() -> Result<(), String> {
 }
 
 impl Platform {
-    /// Starts the platform against `garage` with default settings.
-    pub async fn start(garage: &Garage) -> anyhow::Result<Self> {
-        Self::start_with(garage, &[]).await
+    /// Starts the platform against `garage` and `db` with default settings.
+    pub async fn start(garage: &Garage, db: &Postgres) -> anyhow::Result<Self> {
+        Self::start_with(garage, db, &[]).await
     }
 
-    /// Starts the platform against `garage`, overriding Spin variables
-    /// (`("max_upload_bytes", "1MiB")`).
-    pub async fn start_with(garage: &Garage, variables: &[(&str, &str)]) -> anyhow::Result<Self> {
+    /// Starts the platform against `garage` and `db`, overriding Spin
+    /// variables (`("max_upload_bytes", "1MiB")`).
+    pub async fn start_with(
+        garage: &Garage,
+        db: &Postgres,
+        variables: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
         if let Err(why) = BUILT.get_or_init(build_components) {
             bail!("{why}");
         }
+        let port = db.port.to_string();
         let env: HashMap<String, String> = [
+            ("db_host", db.host.as_str()),
+            ("db_port", port.as_str()),
+            ("db_name", db.database.as_str()),
+            ("db_user", db.user.as_str()),
+            ("db_password", db.password.as_str()),
+            ("db_sslmode", "disable"),
             ("s3_endpoint", garage.endpoint.as_str()),
             ("s3_bucket", garage.bucket.as_str()),
             ("s3_access_key", garage.access_key.as_str()),

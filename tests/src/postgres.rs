@@ -514,6 +514,16 @@ pub struct Traces {
 }
 
 impl Postgres {
+    /// Makes everything committed so far durable. The servers run with
+    /// `synchronous_commit=off` and [`Postgres::stop`] is an immediate
+    /// shutdown, so commits younger than the WAL writer's delay (200 ms)
+    /// would be lost by a stop; a test that stops the server right after
+    /// writing calls this first, so the outage loses nothing committed.
+    pub async fn checkpoint(&self) -> anyhow::Result<()> {
+        self.connect().await?.batch_execute("CHECKPOINT").await?;
+        Ok(())
+    }
+
     /// Runs one of [`xtream_core::metadata`]'s statements on a connection
     /// of its own, its parameters bound as the worker binds them, and
     /// returns its rows.

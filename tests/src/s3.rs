@@ -127,6 +127,44 @@ impl Bucket {
         Ok(Some(listing.parts.into_iter().map(|p| p.number).collect()))
     }
 
+    /// The multipart uploads open under `prefix`, as `(key, upload id)`:
+    /// what a failed upload must not leave behind (its parts hold storage
+    /// without being listed as objects).
+    pub async fn multipart_uploads(&self, prefix: &str) -> anyhow::Result<Vec<(String, String)>> {
+        // rusty-s3 has no ListMultipartUploads action; sign it by hand.
+        let query = [("prefix", prefix), ("uploads", "")];
+        let url = rusty_s3::signing::sign(
+            &jiff::Timestamp::now(),
+            rusty_s3::Method::Get,
+            self.bucket.base_url().clone(),
+            self.credentials.key(),
+            self.credentials.secret(),
+            self.credentials.token(),
+            self.bucket.region(),
+            TTL.as_secs(),
+            query.iter().copied(),
+            std::iter::empty(),
+        );
+        let text = self
+            .http
+            .get(url)
+            .send()
+            .await?
+            .error_for_status()?
+            .text()
+            .await?;
+        let element = |within: &str, name: &str| -> Option<String> {
+            let start = within.find(&format!("<{name}>"))? + name.len() + 2;
+            let end = within[start..].find(&format!("</{name}>"))? + start;
+            Some(within[start..end].to_owned())
+        };
+        Ok(text
+            .split("<Upload>")
+            .skip(1)
+            .filter_map(|upload| Some((element(upload, "Key")?, element(upload, "UploadId")?)))
+            .collect())
+    }
+
     /// An object's Content-Type.
     pub async fn content_type(&self, key: &str) -> anyhow::Result<Option<String>> {
         let url = self

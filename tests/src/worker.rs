@@ -1,7 +1,7 @@
 //! The real `xtream-worker` binary as a child process, in `run` or
 //! `bridge` mode, pointed at a test's Garage and tansu.
 
-use crate::{Garage, Tansu};
+use crate::{Garage, Postgres, Tansu};
 use anyhow::{Context, bail};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -52,18 +52,21 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// `xtream-worker run` against `garage` and `tansu`, with Xtream's
+    /// `xtream-worker run` against `garage`, `tansu` and `db`, with Xtream's
     /// default topics and `extra` settings (`("XTREAM_CONCURRENCY", "2")`).
     pub async fn run(
         garage: &Garage,
         tansu: &Tansu,
+        db: &Postgres,
         extra: &[(&str, &str)],
     ) -> anyhow::Result<Self> {
+        let database_url = db.url();
         let work_dir = tempfile::tempdir()?;
         let port = crate::free_port();
         let mut env: Vec<(String, String)> = [
             ("XTREAM_KAFKA_BROKERS", tansu.brokers.as_str()),
             ("XTREAM_S3_ENDPOINT", garage.endpoint.as_str()),
+            ("XTREAM_DATABASE_URL", database_url.as_str()),
             ("XTREAM_S3_BUCKET", garage.bucket.as_str()),
             ("XTREAM_S3_ACCESS_KEY", garage.access_key.as_str()),
             ("XTREAM_S3_SECRET_KEY", garage.secret_key.as_str()),
@@ -252,20 +255,66 @@ pub fn corrupt_bytes(len: usize) -> Vec<u8> {
         .collect()
 }
 
-/// Polls the record of `id` in `bucket` until its status is one of
-/// `statuses`, and returns it; fails after `timeout` with the last record.
+/// Applies the schema to `db` with the real `xtream-worker migrate`, as
+/// `./x up` and Kubernetes do.
+pub async fn migrate(db: &Postgres) -> anyhow::Result<()> {
+    let output = tokio::process::Command::new(worker_binary()?)
+        .arg("migrate")
+        .env("XTREAM_DATABASE_URL", db.url())
+        .output()
+        .await
+        .context("running xtream-worker migrate")?;
+    if !output.status.success() {
+        bail!(
+            "xtream-worker migrate failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(())
+}
+
+/// The record of video `id` as stored in `db`, if it has a row, in the
+/// shape the API shows it (absent fields left out, as `VideoRecord`
+/// serialises).
+pub async fn record(db: &Postgres, id: &str) -> anyhow::Result<Option<serde_json::Value>> {
+    let statement = xtream_core::metadata::select_record(id.parse().context("a video id")?);
+    match db.run(&statement).await?.first() {
+        Some(row) => {
+            let record = xtream_core::metadata::decode_record(row.try_get::<_, &str>(0)?)
+                .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+            Ok(Some(serde_json::to_value(record)?))
+        }
+        None => Ok(None),
+    }
+}
+
+/// Marks the outbox entries of video `id` sent, as the component does once
+/// the bridge took the event (for tests that announce with
+/// [`crate::Tansu::announce`] after [`store_upload`]).
+pub async fn mark_announced(db: &Postgres, id: &str) -> anyhow::Result<u64> {
+    let client = db.connect().await?;
+    Ok(client
+        .execute(
+            "UPDATE outbox SET sent_at = now() WHERE key = $1 AND sent_at IS NULL",
+            &[&id],
+        )
+        .await?)
+}
+
+/// Polls the record of `id` in `db` until its status is one of `statuses`,
+/// and returns it; fails after `timeout` with the last record.
 pub async fn wait_for_status(
-    bucket: &crate::Bucket,
+    db: &Postgres,
     id: &str,
     statuses: &[&str],
     timeout: Duration,
 ) -> anyhow::Result<serde_json::Value> {
-    let key = format!("videos/{id}/video.json");
     let deadline = Instant::now() + timeout;
     let mut last = serde_json::Value::Null;
     loop {
-        if let Ok(Some(bytes)) = bucket.get(&key).await {
-            last = serde_json::from_slice(&bytes)?;
+        if let Ok(Some(found)) = record(db, id).await {
+            last = found;
             if statuses.iter().any(|s| last["status"] == *s) {
                 return Ok(last);
             }
@@ -277,12 +326,15 @@ pub async fn wait_for_status(
     }
 }
 
-/// Stores an upload the way the `videos` component does (original, record,
-/// catalog entry) without announcing it, created at `created_at`.
+/// Stores an upload the way the `videos` component does (the original,
+/// then its row and outbox entry in one statement) but never sends the
+/// event, as if the component died right after the insert; the entry is
+/// backdated by `unsent_for` so the outbox relay sees it as overdue.
 pub async fn store_upload(
     bucket: &crate::Bucket,
+    db: &Postgres,
     original: Vec<u8>,
-    created_at: jiff::Timestamp,
+    unsent_for: Duration,
 ) -> anyhow::Result<xtream_core::VideoRecord> {
     use xtream_core::{VideoId, VideoRecord, keys};
     let id = VideoId::random();
@@ -292,23 +344,34 @@ pub async fn store_upload(
         "clip.mp4".into(),
         original.len() as u64,
         "video/mp4".into(),
-        created_at,
+        jiff::Timestamp::now(),
     );
     bucket
         .put(&keys::original(id), original, "video/mp4")
         .await?;
-    bucket
-        .put(
-            &keys::record(id),
-            serde_json::to_vec(&record)?,
-            "application/json",
+    let client = db.connect().await?;
+    let uuid: uuid::Uuid = id.to_string().parse()?;
+    let payload = serde_json::to_value(xtream_core::events::VideoUploaded::of(&record))?;
+    let size = record.size as i64;
+    client
+        .execute(
+            "INSERT INTO videos (id, title, filename, size, content_type, status) \
+             VALUES ($1, $2, $3, $4, $5, 'uploaded')",
+            &[
+                &uuid,
+                &record.title,
+                &record.filename,
+                &size,
+                &record.content_type,
+            ],
         )
         .await?;
-    bucket
-        .put(
-            &keys::catalog_entry(created_at, id),
-            Vec::new(),
-            "application/octet-stream",
+    let backdate = format!("{} seconds", unsent_for.as_secs());
+    client
+        .execute(
+            "INSERT INTO outbox (topic, key, payload, created_at) \
+             VALUES ('xtream.uploads', $1, $2, now() - $3::text::interval)",
+            &[&id.to_string(), &payload, &backdate],
         )
         .await?;
     Ok(record)

@@ -4,7 +4,7 @@
 use serde_json::Value;
 use std::time::Duration;
 use xtream_tests::worker::wait_for_status;
-use xtream_tests::{Stack, Worker, clips};
+use xtream_tests::{Stack, clips};
 
 #[tokio::test]
 async fn an_upload_is_announced_once_with_its_id_as_key() {
@@ -15,6 +15,13 @@ async fn an_upload_is_announced_once_with_its_id_as_key() {
 
     let event = stack.kafka.the_upload_event().await;
     assert_eq!(event["video_id"], record["id"]);
+    // Its outbox entry was marked sent, so the relay will not send it again.
+    let traces = stack
+        .db
+        .traces(record["id"].as_str().unwrap())
+        .await
+        .unwrap();
+    assert_eq!((traces.videos, traces.outbox, traces.unsent), (1, 1, 0));
     assert_eq!(event["size"], 5);
     assert_eq!(
         event["original_key"],
@@ -51,24 +58,32 @@ async fn an_upload_during_a_bridge_outage_is_kept_and_queued_later() {
             .contains("queued automatically")
     );
 
-    // The worker's reconciler publishes what the function could not.
-    let _worker = Worker::run(
-        &stack.garage,
-        &stack.kafka,
-        &[
-            ("XTREAM_RECONCILE_AFTER", "1s"),
-            ("XTREAM_RECONCILE_EVERY", "1s"),
-        ],
-    )
-    .await
-    .unwrap();
-    let ready = wait_for_status(
-        &stack.garage.bucket(),
-        id,
-        &["ready"],
-        Duration::from_secs(120),
-    )
-    .await
-    .unwrap();
+    // Its event waits in the outbox, unsent, with why.
+    let traces = stack.db.traces(id).await.unwrap();
+    assert_eq!((traces.videos, traces.outbox, traces.unsent), (1, 1, 1));
+    let client = stack.db.connect().await.unwrap();
+    let row = client
+        .query_one(
+            "SELECT attempts, last_error FROM outbox WHERE key = $1",
+            &[&id],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i32>(0), 1);
+    assert!(row.get::<_, Option<String>>(1).is_some());
+
+    // The worker's outbox relay publishes what the function could not
+    // (it replaced the reconciler that re-announced S3 records), once.
+    let worker = stack
+        .worker(&[("XTREAM_RELAY_AFTER", "1s"), ("XTREAM_RELAY_EVERY", "1s")])
+        .await
+        .unwrap();
+    let ready = wait_for_status(&stack.db, id, &["ready"], Duration::from_secs(120))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\nworker log:\n{}", worker.log()));
     assert!(ready.get("status_detail").is_none(), "{ready}");
+    let event = stack.kafka.the_upload_event().await;
+    assert_eq!(event["video_id"], id);
+    assert_eq!(stack.db.traces(id).await.unwrap().unsent, 0);
+    assert_eq!(worker.metric("xtream_worker_relayed_total").await, 1.0);
 }

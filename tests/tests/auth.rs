@@ -110,6 +110,11 @@ async fn writes_need_a_valid_key_and_store_nothing_without_one() {
         Vec::<String>::new(),
         "a refused write stored something"
     );
+    assert_eq!(
+        stack.db.row_counts().await.unwrap(),
+        [0; 4],
+        "a refused write left rows"
+    );
 
     // With the key, each write does its work.
     let bearer = format!("Bearer {key}");

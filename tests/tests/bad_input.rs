@@ -83,6 +83,11 @@ async fn an_upload_body_that_stalls_is_ended_with_a_4xx_and_leaves_nothing() {
         stack.garage.bucket().keys("videos/").await.unwrap(),
         Vec::<String>::new()
     );
+    assert_eq!(
+        stack.garage.bucket().multipart_uploads("").await.unwrap(),
+        Vec::new()
+    );
+    assert_eq!(stack.db.row_counts().await.unwrap(), [0; 4]);
     still_serving(&stack).await;
 }
 

@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use xtream_tests::platform::TEST_API_KEY;
-use xtream_tests::{Garage, Tansu, Worker, bodies, workspace_root};
+use xtream_tests::{Garage, Postgres, Tansu, Worker, bodies, workspace_root};
 
 const MIB: f64 = 1024.0 * 1024.0;
 
@@ -37,7 +37,7 @@ struct Host {
 }
 
 impl Host {
-    async fn start(garage: &Garage, bridge: &Worker) -> anyhow::Result<Self> {
+    async fn start(garage: &Garage, db: &Postgres, bridge: &Worker) -> anyhow::Result<Self> {
         let root = workspace_root();
         let binary = root.join("target/release/xtream-host");
         if !binary.exists() {
@@ -57,6 +57,12 @@ impl Host {
             .env("SPIN_VARIABLE_S3_ACCESS_KEY", &garage.access_key)
             .env("SPIN_VARIABLE_S3_SECRET_KEY", &garage.secret_key)
             .env("SPIN_VARIABLE_KAFKA_BRIDGE_URL", &bridge.base)
+            .env("SPIN_VARIABLE_DB_HOST", &db.host)
+            .env("SPIN_VARIABLE_DB_PORT", db.port.to_string())
+            .env("SPIN_VARIABLE_DB_NAME", &db.database)
+            .env("SPIN_VARIABLE_DB_USER", &db.user)
+            .env("SPIN_VARIABLE_DB_PASSWORD", &db.password)
+            .env("SPIN_VARIABLE_DB_SSLMODE", "disable")
             .env("SPIN_VARIABLE_API_KEYS", TEST_API_KEY)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
@@ -294,7 +300,9 @@ async fn upload_throughput_and_host_memory() {
     let kafka = Tansu::start().await.unwrap();
     kafka.create_xtream_topics().await.unwrap();
     let bridge = Worker::bridge(&kafka).await.unwrap();
-    let host = Host::start(&garage, &bridge).await.unwrap();
+    let db = Postgres::start().await.unwrap();
+    xtream_tests::worker::migrate(&db).await.unwrap();
+    let host = Host::start(&garage, &db, &bridge).await.unwrap();
 
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("bench.mp4");

@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::process::Command;
 use xtream_core::events::UPLOADS_TOPIC;
-use xtream_tests::{Garage, Platform, Tansu, Worker, clips, workspace_root};
+use xtream_tests::{Garage, Platform, Postgres, Tansu, Worker, clips, workspace_root};
 
 /// Chromium as Debian installs it (`./x setup`), unless `XTREAM_CHROMIUM`
 /// names another.
@@ -43,8 +43,11 @@ async fn a_clip_uploaded_in_the_browser_plays_in_more_than_one_rendition() {
     let tansu = Tansu::start().await.unwrap();
     tansu.create_xtream_topics().await.unwrap();
     let bridge = Worker::bridge(&tansu).await.unwrap();
+    let db = Postgres::start().await.unwrap();
+    xtream_tests::worker::migrate(&db).await.unwrap();
     let platform = Platform::start_with(
         &garage,
+        &db,
         &[
             ("kafka_bridge_url", bridge.base.as_str()),
             ("uploads_topic", UPLOADS_TOPIC),
@@ -52,7 +55,7 @@ async fn a_clip_uploaded_in_the_browser_plays_in_more_than_one_rendition() {
     )
     .await
     .unwrap();
-    let worker = Worker::run(&garage, &tansu, &[]).await.unwrap();
+    let worker = Worker::run(&garage, &tansu, &db, &[]).await.unwrap();
 
     // 1280x720 gets the 360p and 720p rungs: two renditions to switch between.
     let dir = tempfile::tempdir().unwrap();

@@ -58,4 +58,93 @@ async fn original_upload_list_and_get_routes_work() {
         .await
         .unwrap();
     assert_eq!(response.status(), 405);
+
+    // Stored as any upload is: one row, its announcement sent once.
+    let traces = stack.db.traces(id).await.unwrap();
+    assert_eq!((traces.videos, traces.outbox, traces.unsent), (1, 1, 0));
+    assert_eq!(stack.kafka.the_upload_event().await["video_id"], id);
+}
+
+/// Uploads `content` through `POST /upload` and returns the answer.
+async fn legacy_upload(stack: &Stack, content: &[u8]) -> Value {
+    let (body, content_type) = bodies::form(&[FormPart {
+        name: "video",
+        filename: Some("clip.mp4"),
+        content_type: Some("video/mp4"),
+        content,
+    }]);
+    let response = stack
+        .platform
+        .client
+        .post(stack.platform.url("/upload"))
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    response.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn original_listing_pages_with_a_cursor_header_newest_first() {
+    let stack = Stack::start().await.unwrap();
+    let platform = &stack.platform;
+    let mut uploaded = Vec::new();
+    for n in 0..5 {
+        let video = legacy_upload(&stack, format!("clip {n}").as_bytes()).await;
+        uploaded.push(video["id"].as_str().unwrap().to_owned());
+    }
+    uploaded.reverse();
+
+    // Without a limit the original answered everything: one bare array.
+    let response = platform
+        .client
+        .get(platform.url("/videos"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(response.headers().get("x-next-cursor").is_none());
+    let all: Vec<Value> = response.json().await.unwrap();
+    let ids: Vec<&str> = all.iter().map(|v| v["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, uploaded);
+
+    // With one, the next page's cursor rides in X-Next-Cursor.
+    let mut seen = Vec::new();
+    let mut path = "/videos?limit=2".to_owned();
+    let mut pages = 0;
+    loop {
+        let response = platform
+            .client
+            .get(platform.url(&path))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        pages += 1;
+        let cursor = response
+            .headers()
+            .get("x-next-cursor")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let page: Vec<Value> = response.json().await.unwrap();
+        assert!(page.len() <= 2, "{page:?}");
+        seen.extend(page.iter().map(|v| v["id"].as_str().unwrap().to_owned()));
+        match cursor {
+            Some(cursor) => path = format!("/videos?limit=2&cursor={cursor}"),
+            None => break,
+        }
+        assert!(pages < 10, "pagination does not end");
+    }
+    assert_eq!(seen, uploaded);
+    assert_eq!(pages, 3);
+
+    // A cursor the server did not make is refused, as on the new API.
+    let (status, body) = platform.get_json("/videos?cursor=forged").await.unwrap();
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("bad_request"))
+    );
+    // Every video is a row, and every row is listed.
+    assert_eq!(stack.db.row_counts().await.unwrap()[0], 5);
 }

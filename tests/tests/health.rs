@@ -32,12 +32,10 @@ async fn readiness_follows_storage_down_and_back() {
         "{body}"
     );
 
-    // The API says the same instead of failing obscurely.
+    // Listing reads the database only, so it keeps answering; writes say
+    // what is wrong instead of failing obscurely.
     let (status, body) = stack.platform.get_json("/api/videos").await.unwrap();
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (503, Some("storage_unavailable"))
-    );
+    assert_eq!((status, &body["videos"]), (200, &Value::Array(vec![])));
     let response = stack
         .platform
         .client
@@ -48,6 +46,8 @@ async fn readiness_follows_storage_down_and_back() {
         .await
         .unwrap();
     assert_eq!(response.status(), 503);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "storage_unavailable");
 
     stack.garage.resume().await.unwrap();
     let (status, _) = stack.platform.get_json("/health/ready").await.unwrap();
@@ -57,6 +57,69 @@ async fn readiness_follows_storage_down_and_back() {
         page["videos"],
         Value::Array(vec![]),
         "the failed upload left a record"
+    );
+    assert_eq!(stack.db.row_counts().await.unwrap(), [0; 4]);
+    assert_eq!(
+        stack.garage.bucket().keys("").await.unwrap(),
+        Vec::<String>::new()
+    );
+}
+
+#[tokio::test]
+async fn readiness_follows_the_database_down_and_back() {
+    let mut stack = Stack::start_with_private_db(&[]).await.unwrap();
+    stack.db.checkpoint().await.unwrap();
+    stack.db.stop().unwrap();
+    let (status, body) = stack.platform.get_json("/health").await.unwrap();
+    assert_eq!((status, body), (200, serde_json::json!({"status": "ok"})));
+    let (status, body) = stack.platform.get_json("/health/ready").await.unwrap();
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (503, Some("database_unavailable")),
+        "{body}"
+    );
+    for path in [
+        "/api/videos",
+        "/api/videos/6f9619ff-8b86-4011-b42d-00c04fc964ff",
+    ] {
+        let (status, body) = stack.platform.get_json(path).await.unwrap();
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (503, Some("database_unavailable")),
+            "{path}: {body}"
+        );
+    }
+
+    stack.db.resume().await.unwrap();
+    let (status, body) = stack.platform.get_json("/health/ready").await.unwrap();
+    assert_eq!(
+        (status, body),
+        (200, serde_json::json!({"status": "ready"}))
+    );
+    let (status, page) = stack.platform.get_json("/api/videos").await.unwrap();
+    assert_eq!((status, &page["videos"]), (200, &Value::Array(vec![])));
+}
+
+#[tokio::test]
+async fn readiness_fails_without_the_schema() {
+    let stack = Stack::start().await.unwrap();
+    let client = stack.db.connect().await.unwrap();
+    client
+        .batch_execute("DROP TABLE videos CASCADE")
+        .await
+        .unwrap();
+    let (status, body) = stack.platform.get_json("/health/ready").await.unwrap();
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (503, Some("database_unavailable")),
+        "{body}"
+    );
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("migrate"),
+        "{body}"
     );
 }
 

@@ -3,27 +3,9 @@
 
 use serde_json::Value;
 use std::time::Duration;
-use xtream_core::events::{BRIDGE_CONTENT_TYPE, UPLOADS_TOPIC, VideoUploaded};
-use xtream_tests::worker::wait_for_status;
-use xtream_tests::{Garage, Platform, Tansu, Worker, clips};
-
-/// Publishes the upload event of `record` through the bridge, exactly as
-/// the `videos` component will. Delete this (one call below) once the
-/// component publishes by itself (Spin variables `kafka_bridge_url` and
-/// `uploads_topic` pointing at the bridge).
-async fn announce(bridge: &Worker, record: &Value) {
-    let record: xtream_core::VideoRecord = serde_json::from_value(record.clone()).unwrap();
-    let body =
-        xtream_core::events::bridge_produce_body(record.id, &VideoUploaded::of(&record)).unwrap();
-    let response = reqwest::Client::new()
-        .post(format!("{}/topics/{UPLOADS_TOPIC}", bridge.base))
-        .header("content-type", BRIDGE_CONTENT_TYPE)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
-}
+use xtream_core::events::{BRIDGE_CONTENT_TYPE, UPLOADS_TOPIC};
+use xtream_tests::worker::{migrate, wait_for_status};
+use xtream_tests::{Garage, Platform, Postgres, Tansu, Worker, clips};
 
 /// Uploads are keyed (`api_keys`, `Authorization: Bearer`).
 const API_KEY: &str = "pipeline-test-key-0123456789";
@@ -50,8 +32,11 @@ async fn an_upload_becomes_a_playable_hls_ladder() {
     tansu.create_xtream_topics().await.unwrap();
     let bridge = Worker::bridge(&tansu).await.unwrap();
     let bridge_url = bridge.base.clone();
+    let db = Postgres::start().await.unwrap();
+    migrate(&db).await.unwrap();
     let platform = Platform::start_with(
         &garage,
+        &db,
         &[
             ("kafka_bridge_url", bridge_url.as_str()),
             ("uploads_topic", UPLOADS_TOPIC),
@@ -60,16 +45,17 @@ async fn an_upload_becomes_a_playable_hls_ladder() {
     )
     .await
     .unwrap();
-    let worker = Worker::run(&garage, &tansu, &[]).await.unwrap();
+    let worker = Worker::run(&garage, &tansu, &db, &[]).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let clip = clips::mp4(dir.path(), "clip.mp4", 5, 1280, 720).unwrap();
 
+    // The component announces the upload itself, through the bridge.
     let record = upload(&platform, &clip).await;
-    announce(&bridge, &record).await;
     let id = record["id"].as_str().unwrap();
+    assert_eq!(tansu.the_upload_event().await["video_id"], id);
 
     let bucket = garage.bucket();
-    let ready = wait_for_status(&bucket, id, &["ready", "failed"], Duration::from_secs(120))
+    let ready = wait_for_status(&db, id, &["ready", "failed"], Duration::from_secs(120))
         .await
         .unwrap_or_else(|e| panic!("{e}\nworker log:\n{}", worker.log()));
     assert_eq!(ready["status"], "ready", "{ready}");

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use std::path::Path;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
-use xtream_tests::{Stack, Worker, bodies, cli};
+use xtream_tests::{Stack, bodies, cli};
 
 const MIB: u64 = 1024 * 1024;
 const GIB: u64 = 1024 * MIB;
@@ -77,14 +77,9 @@ async fn put_part(created: &Value, number: u16, body: Vec<u8>) {
     assert!(response.status().is_success(), "{}", response.status());
 }
 
+/// The open session of upload `id`, from `upload_sessions`.
 async fn session(stack: &Stack, id: &str) -> Option<Value> {
-    let bytes = stack
-        .garage
-        .bucket()
-        .get(&format!("uploads/{id}.json"))
-        .await
-        .unwrap()?;
-    Some(serde_json::from_slice(&bytes).unwrap())
+    stack.db.session(id).await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -210,6 +205,11 @@ async fn a_1_gib_upload_interrupted_by_the_cli_resumes_with_only_the_missing_par
     assert_eq!(event["video_id"], id);
     assert_eq!(event["size"], GIB);
     assert_eq!(event["original_key"], original);
+    let traces = stack.db.traces(&id).await.unwrap();
+    assert_eq!(
+        (traces.videos, traces.sessions, traces.outbox, traces.unsent),
+        (1, 0, 1, 0)
+    );
 }
 
 #[tokio::test]
@@ -272,6 +272,8 @@ async fn completing_checks_the_parts_s3_holds_and_is_idempotent() {
     assert_eq!(status, 201);
     assert_eq!(again["id"], video["id"]);
     stack.kafka.the_upload_event().await;
+    let traces = stack.db.traces(id).await.unwrap();
+    assert_eq!((traces.videos, traces.sessions, traces.outbox), (1, 0, 1));
 }
 
 #[tokio::test]
@@ -351,6 +353,8 @@ async fn refuses_bad_declarations_before_storing_anything() {
     }
     let bucket = stack.garage.bucket();
     assert_eq!(bucket.keys("").await.unwrap(), Vec::<String>::new());
+    assert_eq!(bucket.multipart_uploads("").await.unwrap(), Vec::new());
+    assert_eq!(stack.db.row_counts().await.unwrap(), [0; 4]);
 }
 
 #[tokio::test]
@@ -395,6 +399,8 @@ async fn an_aborted_upload_frees_its_parts_and_is_gone() {
         assert_eq!(response.status(), 404, "{method} {path}");
     }
     assert_eq!(bucket.keys("").await.unwrap(), Vec::<String>::new());
+    assert_eq!(bucket.multipart_uploads("").await.unwrap(), Vec::new());
+    assert_eq!(stack.db.row_counts().await.unwrap(), [0; 4]);
 }
 
 #[tokio::test]
@@ -412,18 +418,23 @@ async fn expired_uploads_are_refused_and_swept_by_the_worker() {
     );
 
     // Age one session past its expiry, as a day without the client would.
-    let mut aged = session(&stack, expired_id).await.unwrap();
-    aged["created_at"] = json!("2020-01-01T00:00:00Z");
-    aged["expires_at"] = json!("2020-01-02T00:00:00Z");
-    let expired_s3 = aged["s3_upload_id"].as_str().unwrap().to_owned();
-    bucket
-        .put(
-            &format!("uploads/{expired_id}.json"),
-            serde_json::to_vec(&aged).unwrap(),
-            "application/json",
+    let expired_s3 = session(&stack, expired_id).await.unwrap()["s3_upload_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let aged = stack
+        .db
+        .connect()
+        .await
+        .unwrap()
+        .execute(
+            "UPDATE upload_sessions SET created_at = '2020-01-01T00:00:00Z', \
+             expires_at = '2020-01-02T00:00:00Z' WHERE id = $1",
+            &[&expired_id.parse::<uuid::Uuid>().unwrap()],
         )
         .await
         .unwrap();
+    assert_eq!(aged, 1);
     let (status, body) = stack
         .platform
         .get_json(&format!("/api/uploads/{expired_id}"))
@@ -441,13 +452,10 @@ async fn expired_uploads_are_refused_and_swept_by_the_worker() {
     .await;
     assert_eq!(status, 410);
 
-    let worker = Worker::run(
-        &stack.garage,
-        &stack.kafka,
-        &[("XTREAM_SWEEP_EVERY", "1s"), ("XTREAM_UPLOAD_TTL", "1h")],
-    )
-    .await
-    .unwrap();
+    let worker = stack
+        .worker(&[("XTREAM_SWEEP_EVERY", "1s"), ("XTREAM_UPLOAD_TTL", "1h")])
+        .await
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     while session(&stack, expired_id).await.is_some() {
         assert!(
@@ -463,6 +471,10 @@ async fn expired_uploads_are_refused_and_swept_by_the_worker() {
         None
     );
     assert!(worker.log().contains("aborted an abandoned upload"));
+    assert_eq!(
+        bucket.multipart_uploads(&expired_original).await.unwrap(),
+        Vec::new()
+    );
 
     // The live upload is untouched and still completes.
     let live_s3 = session(&stack, live_id).await.unwrap()["s3_upload_id"]
@@ -518,7 +530,8 @@ async fn deleting_a_video_removes_every_object_it_had() {
         .collect::<Vec<()>>()
         .await;
     let prefix = format!("videos/{doomed}/");
-    assert_eq!(bucket.keys(&prefix).await.unwrap().len(), 1008);
+    // The original, the poster and the segments (the record is a row now).
+    assert_eq!(bucket.keys(&prefix).await.unwrap().len(), 1007);
 
     let delete = || {
         platform
@@ -541,7 +554,16 @@ async fn deleting_a_video_removes_every_object_it_had() {
         .map(|v| v["id"].as_str().unwrap())
         .collect();
     assert_eq!(ids, vec![kept.as_str()]);
-    assert_eq!(bucket.keys("catalog/").await.unwrap().len(), 1);
+    // No row, no deletion left to finish, no announcement left to send; the
+    // kept video untouched.
+    let traces = stack.db.traces(&doomed).await.unwrap();
+    assert_eq!((traces.videos, traces.deletions, traces.unsent), (0, 0, 0));
+    assert_eq!(stack.db.traces(&kept).await.unwrap().videos, 1);
+    assert_eq!(stack.db.row_counts().await.unwrap()[0], 1);
+    assert_eq!(
+        bucket.keys(&format!("videos/{kept}/")).await.unwrap().len(),
+        1
+    );
 
     let response = delete().send().await.unwrap();
     assert_eq!(response.status(), 404);

@@ -98,18 +98,18 @@ async fn playable(ready: bool) -> Playable {
     )
     .await;
     if ready {
-        let key = format!("videos/{id}/video.json");
-        let mut stored: Value =
-            serde_json::from_slice(&bucket.get(&key).await.unwrap().unwrap()).unwrap();
-        stored["status"] = "ready".into();
-        bucket
-            .put(
-                &key,
-                serde_json::to_vec(&stored).unwrap(),
-                "application/json",
+        let uuid: uuid::Uuid = id.parse().unwrap();
+        let client = stack.db.connect().await.unwrap();
+        let updated = client
+            .execute(
+                "UPDATE videos SET status = 'ready', \
+                 hls_master = 'videos/' || id || '/hls/master.m3u8', \
+                 thumbnail = 'videos/' || id || '/thumbnail.jpg' WHERE id = $1",
+                &[&uuid],
             )
             .await
             .unwrap();
+        assert_eq!(updated, 1);
     }
     let segment = std::fs::read(hls.join("240p/segment_001.ts")).unwrap();
     Playable {
@@ -328,7 +328,7 @@ async fn refuses_unready_unknown_and_escaping_requests() {
     }
     // Traversal sent raw, as a client that does not normalise paths would.
     for path in [
-        format!("/api/videos/{}/hls/../video.json", p.id),
+        format!("/api/videos/{}/hls/../thumbnail.jpg", p.id),
         format!("/api/videos/{}/hls/240p/../../original", p.id),
         format!("/api/videos/{}/hls/..%2f..%2f{unknown}/original", p.id),
     ] {

@@ -2,13 +2,28 @@
 //! into a real Garage by the real component.
 
 use serde_json::Value;
+use xtream_tests::Stack;
 use xtream_tests::bodies::{self, FormPart};
-use xtream_tests::{Garage, Stack};
 
-async fn stored_keys(garage: &Garage) -> Vec<String> {
-    let bucket = garage.bucket();
-    let mut keys = bucket.keys("videos/").await.unwrap();
-    keys.extend(bucket.keys("catalog/").await.unwrap());
+/// Everything an upload may have left: objects, unfinished multipart
+/// uploads, and rows in each table (as `table: count` where not empty).
+async fn stored_keys(stack: &Stack) -> Vec<String> {
+    let bucket = stack.garage.bucket();
+    let mut keys = bucket.keys("").await.unwrap();
+    keys.extend(
+        bucket
+            .multipart_uploads("")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(key, _)| format!("unfinished multipart upload of {key}")),
+    );
+    let tables = ["videos", "upload_sessions", "outbox", "video_deletions"];
+    for (table, rows) in tables.iter().zip(stack.db.row_counts().await.unwrap()) {
+        if rows != 0 {
+            keys.push(format!("{table}: {rows}"));
+        }
+    }
     keys
 }
 
@@ -49,14 +64,10 @@ async fn raw_upload_stores_the_original_and_a_record() {
             .as_deref(),
         Some("video/mp4")
     );
-    let stored: Value = serde_json::from_slice(
-        &bucket
-            .get(&format!("videos/{id}/video.json"))
-            .await
-            .unwrap()
-            .unwrap(),
-    )
-    .unwrap();
+    let stored = xtream_tests::worker::record(&stack.db, id)
+        .await
+        .unwrap()
+        .expect("the video has a row");
     // The API shows the stored record plus its playback links.
     let mut shown = record.clone();
     shown.as_object_mut().unwrap().remove("playback");
@@ -153,7 +164,7 @@ async fn title_defaults_to_the_file_name() {
 
 /// Asserts a JSON error response and that nothing of an upload was stored.
 async fn assert_refused(
-    garage: &Garage,
+    stack: &Stack,
     response: reqwest::Response,
     status: u16,
     code: &str,
@@ -165,7 +176,7 @@ async fn assert_refused(
     let message = body["error"]["message"].as_str().unwrap().to_owned();
     assert!(!message.is_empty());
     assert_eq!(
-        stored_keys(garage).await,
+        stored_keys(stack).await,
         Vec::<String>::new(),
         "a refused upload left objects"
     );
@@ -177,7 +188,7 @@ async fn refuses_bad_uploads_with_json_errors_and_stores_nothing() {
     let stack = Stack::start_with(&[("max_upload_bytes", "10MiB")])
         .await
         .unwrap();
-    let (platform, garage) = (&stack.platform, &stack.garage);
+    let platform = &stack.platform;
     let post = || platform.client.post(platform.url("/api/videos"));
 
     // 415: not a video.
@@ -187,7 +198,7 @@ async fn refuses_bad_uploads_with_json_errors_and_stores_nothing() {
         .send()
         .await
         .unwrap();
-    assert_refused(garage, response, 415, "unsupported_media_type").await;
+    assert_refused(&stack, response, 415, "unsupported_media_type").await;
     let (body, content_type) = bodies::form(&[FormPart {
         name: "video",
         filename: Some("notes.txt"),
@@ -200,7 +211,7 @@ async fn refuses_bad_uploads_with_json_errors_and_stores_nothing() {
         .send()
         .await
         .unwrap();
-    assert_refused(garage, response, 415, "unsupported_media_type").await;
+    assert_refused(&stack, response, 415, "unsupported_media_type").await;
 
     // 411: a streamed body without a declared length.
     let stream = bodies::patterned(1000, 3);
@@ -210,7 +221,7 @@ async fn refuses_bad_uploads_with_json_errors_and_stores_nothing() {
         .send()
         .await
         .unwrap();
-    assert_refused(garage, response, 411, "length_required").await;
+    assert_refused(&stack, response, 411, "length_required").await;
 
     // 413: declared too large, refused before the body is read.
     let response = post()
@@ -221,7 +232,7 @@ async fn refuses_bad_uploads_with_json_errors_and_stores_nothing() {
         .await;
     // The server may answer and close before the client has sent it all.
     if let Ok(response) = response {
-        assert_refused(garage, response, 413, "payload_too_large").await;
+        assert_refused(&stack, response, 413, "payload_too_large").await;
     }
 
     // 413: a multipart file that grows past the limit while streaming, after
@@ -239,7 +250,7 @@ async fn refuses_bad_uploads_with_json_errors_and_stores_nothing() {
         .send()
         .await
         .unwrap();
-    assert_refused(garage, response, 413, "payload_too_large").await;
+    assert_refused(&stack, response, 413, "payload_too_large").await;
 
     // 400: a form without a video, an empty video, a truncated form.
     let (body, content_type) = bodies::form(&[FormPart {
@@ -254,7 +265,7 @@ async fn refuses_bad_uploads_with_json_errors_and_stores_nothing() {
         .send()
         .await
         .unwrap();
-    assert_refused(garage, response, 400, "bad_request").await;
+    assert_refused(&stack, response, 400, "bad_request").await;
     let (body, content_type) = bodies::form(&[FormPart {
         name: "video",
         filename: Some("empty.mp4"),
@@ -267,7 +278,7 @@ async fn refuses_bad_uploads_with_json_errors_and_stores_nothing() {
         .send()
         .await
         .unwrap();
-    assert_refused(garage, response, 400, "bad_request").await;
+    assert_refused(&stack, response, 400, "bad_request").await;
     let (mut body, content_type) = bodies::form(&[FormPart {
         name: "video",
         filename: Some("cut.mp4"),
@@ -281,7 +292,7 @@ async fn refuses_bad_uploads_with_json_errors_and_stores_nothing() {
         .send()
         .await
         .unwrap();
-    assert_refused(garage, response, 400, "bad_request").await;
+    assert_refused(&stack, response, 400, "bad_request").await;
 
     // 400: a title with control characters.
     let response = post()
@@ -291,7 +302,7 @@ async fn refuses_bad_uploads_with_json_errors_and_stores_nothing() {
         .send()
         .await
         .unwrap();
-    assert_refused(garage, response, 400, "bad_request").await;
+    assert_refused(&stack, response, 400, "bad_request").await;
 
     // 400: multipart without a boundary.
     let response = post()
@@ -300,7 +311,7 @@ async fn refuses_bad_uploads_with_json_errors_and_stores_nothing() {
         .send()
         .await
         .unwrap();
-    assert_refused(garage, response, 400, "bad_request").await;
+    assert_refused(&stack, response, 400, "bad_request").await;
 
     // 405 on the collection.
     let response = platform
@@ -309,7 +320,7 @@ async fn refuses_bad_uploads_with_json_errors_and_stores_nothing() {
         .send()
         .await
         .unwrap();
-    assert_refused(garage, response, 405, "method_not_allowed").await;
+    assert_refused(&stack, response, 405, "method_not_allowed").await;
 
     // And the service still works afterwards.
     let response = post()

@@ -2,13 +2,14 @@
 //! announcements, against a real Garage, a real broker (tansu) and the real
 //! `xtream-worker` binary.
 
-use jiff::{SignedDuration, Timestamp};
 use std::collections::BTreeSet;
 use std::time::Duration;
 use xtream_core::VideoRecord;
 use xtream_core::events::{DEAD_LETTER_TOPIC, RESULTS_TOPIC, UPLOADS_TOPIC};
-use xtream_tests::worker::{GROUP, corrupt_bytes, store_upload, wait_for_status};
-use xtream_tests::{Bucket, Garage, Tansu, Worker, clips};
+use xtream_tests::worker::{
+    GROUP, corrupt_bytes, mark_announced, migrate, store_upload, wait_for_status,
+};
+use xtream_tests::{Bucket, Garage, Postgres, Tansu, Worker, clips};
 
 /// A dead worker's partitions move after this (also the harness's
 /// default; spelled out because these tests depend on it).
@@ -18,6 +19,7 @@ const PATIENCE: Duration = Duration::from_secs(180);
 struct Setup {
     garage: Garage,
     tansu: Tansu,
+    db: Postgres,
     clip: Vec<u8>,
     _dir: tempfile::TempDir,
 }
@@ -26,37 +28,44 @@ async fn setup(seconds: u32) -> Setup {
     let garage = Garage::start().await.unwrap();
     let tansu = Tansu::start().await.unwrap();
     tansu.create_xtream_topics().await.unwrap();
+    let db = Postgres::start().await.unwrap();
+    migrate(&db).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let clip =
         std::fs::read(clips::mp4(dir.path(), "clip.mp4", seconds, 1280, 720).unwrap()).unwrap();
     Setup {
         garage,
         tansu,
+        db,
         clip,
         _dir: dir,
     }
 }
 
 impl Setup {
-    /// Stores and announces an upload of `bytes`.
+    /// Stores and announces an upload of `bytes`, and marks its outbox
+    /// entry sent, as the component does.
     async fn upload(&self, bytes: Vec<u8>) -> VideoRecord {
-        let record = store_upload(&self.garage.bucket(), bytes, Timestamp::now())
+        let record = store_upload(&self.garage.bucket(), &self.db, bytes, Duration::ZERO)
             .await
             .unwrap();
         self.tansu.announce(&record).await.unwrap();
+        let id = record.id.to_string();
+        assert_eq!(mark_announced(&self.db, &id).await.unwrap(), 1);
         record
+    }
+
+    async fn worker(&self, extra: &[(&str, &str)]) -> Worker {
+        Worker::run(&self.garage, &self.tansu, &self.db, extra)
+            .await
+            .unwrap()
     }
 }
 
-async fn settled(bucket: &Bucket, record: &VideoRecord, worker: &Worker) -> serde_json::Value {
-    wait_for_status(
-        bucket,
-        &record.id.to_string(),
-        &["ready", "failed"],
-        PATIENCE,
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{e}\nworker log:\n{}", worker.log()))
+async fn settled(db: &Postgres, record: &VideoRecord, worker: &Worker) -> serde_json::Value {
+    wait_for_status(db, &record.id.to_string(), &["ready", "failed"], PATIENCE)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\nworker log:\n{}", worker.log()))
 }
 
 /// A video's keys, with its id taken out, so two videos compare.
@@ -76,14 +85,14 @@ async fn a_worker_killed_mid_transcode_finishes_the_video_after_restart() {
     let s = setup(10).await;
     let bucket = s.garage.bucket();
     let settings = [SESSION, ("XTREAM_X264_PRESET", "veryfast")];
-    let mut worker = Worker::run(&s.garage, &s.tansu, &settings).await.unwrap();
+    let mut worker = s.worker(&settings).await;
 
     // A clean run, for the shape of a complete output.
     let clean = s.upload(s.clip.clone()).await;
-    assert_eq!(settled(&bucket, &clean, &worker).await["status"], "ready");
+    assert_eq!(settled(&s.db, &clean, &worker).await["status"], "ready");
 
     let crashed = s.upload(s.clip.clone()).await;
-    wait_for_status(&bucket, &crashed.id.to_string(), &["transcoding"], PATIENCE)
+    wait_for_status(&s.db, &crashed.id.to_string(), &["transcoding"], PATIENCE)
         .await
         .unwrap_or_else(|e| panic!("{e}\nworker log:\n{}", worker.log()));
     worker.kill();
@@ -92,7 +101,7 @@ async fn a_worker_killed_mid_transcode_finishes_the_video_after_restart() {
     assert!(!after_crash.contains("hls/master.m3u8"), "{after_crash:?}");
 
     worker.start().await.unwrap();
-    let record = settled(&bucket, &crashed, &worker).await;
+    let record = settled(&s.db, &crashed, &worker).await;
     assert_eq!(record["status"], "ready", "{record}");
     assert_eq!(
         key_shape(&bucket, &crashed).await,
@@ -121,23 +130,18 @@ async fn a_worker_killed_mid_transcode_finishes_the_video_after_restart() {
 #[tokio::test]
 async fn sigterm_lets_the_running_job_finish_and_commits_it() {
     let s = setup(6).await;
-    let bucket = s.garage.bucket();
-    let mut worker = Worker::run(
-        &s.garage,
-        &s.tansu,
-        &[SESSION, ("XTREAM_SHUTDOWN_GRACE", "120s")],
-    )
-    .await
-    .unwrap();
+    let mut worker = s
+        .worker(&[SESSION, ("XTREAM_SHUTDOWN_GRACE", "120s")])
+        .await;
     let record = s.upload(s.clip.clone()).await;
-    wait_for_status(&bucket, &record.id.to_string(), &["transcoding"], PATIENCE)
+    wait_for_status(&s.db, &record.id.to_string(), &["transcoding"], PATIENCE)
         .await
         .unwrap_or_else(|e| panic!("{e}\nworker log:\n{}", worker.log()));
 
     let status = worker.terminate(Duration::from_secs(120)).await.unwrap();
     assert!(status.success(), "{status}\n{}", worker.log());
     let stored = wait_for_status(
-        &bucket,
+        &s.db,
         &record.id.to_string(),
         &["ready"],
         Duration::from_secs(1),
@@ -154,22 +158,21 @@ async fn sigterm_lets_the_running_job_finish_and_commits_it() {
 #[tokio::test]
 async fn sigterm_past_the_grace_period_releases_the_job_for_the_next_worker() {
     let s = setup(10).await;
-    let bucket = s.garage.bucket();
     let settings = [
         SESSION,
         ("XTREAM_SHUTDOWN_GRACE", "0s"),
         ("XTREAM_X264_PRESET", "veryfast"),
     ];
-    let mut worker = Worker::run(&s.garage, &s.tansu, &settings).await.unwrap();
+    let mut worker = s.worker(&settings).await;
     let record = s.upload(s.clip.clone()).await;
     let id = record.id.to_string();
-    wait_for_status(&bucket, &id, &["transcoding"], PATIENCE)
+    wait_for_status(&s.db, &id, &["transcoding"], PATIENCE)
         .await
         .unwrap_or_else(|e| panic!("{e}\nworker log:\n{}", worker.log()));
 
     let status = worker.terminate(Duration::from_secs(20)).await.unwrap();
     assert!(status.success(), "{status}\n{}", worker.log());
-    let released = wait_for_status(&bucket, &id, &["queued"], Duration::from_secs(1))
+    let released = wait_for_status(&s.db, &id, &["queued"], Duration::from_secs(1))
         .await
         .unwrap();
     assert_eq!(
@@ -188,23 +191,23 @@ async fn sigterm_past_the_grace_period_releases_the_job_for_the_next_worker() {
     );
 
     worker.start().await.unwrap();
-    assert_eq!(settled(&bucket, &record, &worker).await["status"], "ready");
+    assert_eq!(settled(&s.db, &record, &worker).await["status"], "ready");
 }
 
 #[tokio::test]
 async fn a_corrupt_upload_fails_with_a_reason_and_a_dead_letter_while_the_next_succeeds() {
     let s = setup(4).await;
     let bucket = s.garage.bucket();
-    let worker = Worker::run(&s.garage, &s.tansu, &[SESSION]).await.unwrap();
+    let worker = s.worker(&[SESSION]).await;
 
     let corrupt = s.upload(corrupt_bytes(256 * 1024)).await;
     let good = s.upload(s.clip.clone()).await;
 
-    let failed = settled(&bucket, &corrupt, &worker).await;
+    let failed = settled(&s.db, &corrupt, &worker).await;
     assert_eq!(failed["status"], "failed", "{failed}");
     let reason = failed["failure_reason"].as_str().unwrap();
     assert!(reason.starts_with("not a playable video"), "{reason}");
-    assert_eq!(settled(&bucket, &good, &worker).await["status"], "ready");
+    assert_eq!(settled(&s.db, &good, &worker).await["status"], "ready");
 
     let dead = s
         .tansu
@@ -254,52 +257,59 @@ async fn a_corrupt_upload_fails_with_a_reason_and_a_dead_letter_while_the_next_s
     );
 }
 
+/// The reconciler, which re-announced S3 records stuck in `uploaded`,
+/// became the outbox relay: an event written with its upload but never
+/// sent is published once by the worker, while events the component sent,
+/// and events not yet overdue, are not.
 #[tokio::test]
-async fn the_reconciler_announces_uploads_stranded_without_an_event() {
+async fn the_outbox_relay_announces_uploads_stranded_without_an_event() {
     let s = setup(4).await;
     let bucket = s.garage.bucket();
-    // An upload whose announcement was lost an hour ago: stored, never
-    // published.
-    let an_hour_ago = Timestamp::now() - SignedDuration::from_hours(1);
-    let stranded = store_upload(&bucket, s.clip.clone(), an_hour_ago)
+    // An upload whose announcement was lost an hour ago: stored with its
+    // outbox entry, never published.
+    let hour = Duration::from_secs(3600);
+    let stranded = store_upload(&bucket, &s.db, s.clip.clone(), hour)
         .await
         .unwrap();
-    // And a fresh one, announced normally, that must not be re-announced.
-    let fresh = store_upload(&bucket, s.clip.clone(), Timestamp::now())
+    // One as old whose event the component did send: not sent again.
+    let sent = store_upload(&bucket, &s.db, s.clip.clone(), hour)
+        .await
+        .unwrap();
+    mark_announced(&s.db, &sent.id.to_string()).await.unwrap();
+    // And a fresh one, not overdue yet, that must not be announced now.
+    let fresh = store_upload(&bucket, &s.db, s.clip.clone(), Duration::ZERO)
         .await
         .unwrap();
 
-    let worker = Worker::run(
-        &s.garage,
-        &s.tansu,
-        &[
+    let worker = s
+        .worker(&[
             SESSION,
-            ("XTREAM_RECONCILE_AFTER", "30s"),
-            ("XTREAM_RECONCILE_EVERY", "1s"),
-        ],
-    )
-    .await
-    .unwrap();
-    let record = settled(&bucket, &stranded, &worker).await;
+            ("XTREAM_RELAY_AFTER", "30s"),
+            ("XTREAM_RELAY_EVERY", "1s"),
+        ])
+        .await;
+    let record = settled(&s.db, &stranded, &worker).await;
     assert_eq!(record["status"], "ready", "{record}");
-    assert_eq!(worker.metric("xtream_worker_reconciled_total").await, 1.0);
+    assert_eq!(worker.metric("xtream_worker_relayed_total").await, 1.0);
     let uploads = s
         .tansu
         .records(UPLOADS_TOPIC, 1, Duration::from_secs(5))
         .await
         .unwrap();
-    assert_eq!(uploads.len(), 1);
+    assert_eq!(uploads.len(), 1, "{uploads:?}");
     assert_eq!(uploads[0].json()["video_id"], stranded.id.to_string());
-    let untouched = wait_for_status(
-        &bucket,
-        &fresh.id.to_string(),
-        &["uploaded"],
-        Duration::from_secs(1),
-    )
-    .await
-    .unwrap();
-    assert_eq!(
-        untouched["status"], "uploaded",
-        "younger than XTREAM_RECONCILE_AFTER"
-    );
+    assert_eq!(uploads[0].json()["type"], "video.uploaded");
+    let stranded_traces = s.db.traces(&stranded.id.to_string()).await.unwrap();
+    assert_eq!((stranded_traces.outbox, stranded_traces.unsent), (1, 0));
+    for (record, unsent) in [(&sent, 0), (&fresh, 1)] {
+        let id = record.id.to_string();
+        let untouched = wait_for_status(&s.db, &id, &["uploaded"], Duration::from_secs(1))
+            .await
+            .unwrap();
+        assert_eq!(
+            untouched["status"], "uploaded",
+            "sent already, or younger than XTREAM_RELAY_AFTER"
+        );
+        assert_eq!(s.db.traces(&id).await.unwrap().unsent, unsent, "{id}");
+    }
 }

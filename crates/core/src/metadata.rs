@@ -255,16 +255,38 @@ pub fn save_transition(record: &VideoRecord, expected: VideoStatus) -> Statement
     ));
     let hls_master = s.bind(Param::NullableText(record.hls_master.clone()));
     let thumbnail = s.bind(Param::NullableText(record.thumbnail.clone()));
+    let predecessors = predecessors_of(record.status);
     s.sql = format!(
         "UPDATE videos SET status = {status}, status_detail = {detail}, \
          failure_reason = {reason}, duration_seconds = {duration}, width = {width}, \
          height = {height}, video_codec = {video_codec}, audio_codec = {audio_codec}, \
          renditions = {renditions}, hls_master = {hls_master}, thumbnail = {thumbnail}, \
          updated_at = now() \
-         WHERE id = {id} AND status = {expected} \
+         WHERE id = {id} AND status = {expected} AND status IN ({predecessors}) \
          RETURNING {RECORD_JSON}"
     );
     s
+}
+
+/// Every status, in lifecycle order.
+const STATUSES: [VideoStatus; 5] = [
+    VideoStatus::Uploaded,
+    VideoStatus::Queued,
+    VideoStatus::Transcoding,
+    VideoStatus::Ready,
+    VideoStatus::Failed,
+];
+
+/// The statuses the lifecycle lets a video leave for `next`, as SQL
+/// literals: the database refuses an illegal move even from a caller that
+/// skipped [`VideoRecord::move_to`].
+fn predecessors_of(next: VideoStatus) -> String {
+    STATUSES
+        .iter()
+        .filter(|from| from.can_move_to(next))
+        .map(|from| format!("'{}'", from.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Opens a resumable upload's session.
@@ -616,6 +638,21 @@ mod tests {
         ] {
             assert_well_bound(&s);
         }
+    }
+
+    #[test]
+    fn a_transition_the_lifecycle_forbids_matches_no_row() {
+        let mut ready = record();
+        ready.status = VideoStatus::Ready;
+        let sql = save_transition(&ready, VideoStatus::Queued).sql;
+        assert!(sql.contains("status IN ('transcoding', 'ready')"), "{sql}");
+        let mut queued = record();
+        queued.status = VideoStatus::Queued;
+        let sql = save_transition(&queued, VideoStatus::Ready).sql;
+        assert!(
+            sql.contains("status IN ('uploaded', 'queued', 'transcoding')"),
+            "{sql}"
+        );
     }
 
     #[test]
