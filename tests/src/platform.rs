@@ -1,4 +1,5 @@
-//! The platform under test: the real components in the embedded host.
+//! The platform under test: the real components in the embedded host, or
+//! in a real `spin up` when `XTREAM_SPIN` names a Spin CLI.
 
 use crate::{Garage, Postgres};
 use anyhow::{Context, bail};
@@ -28,6 +29,66 @@ pub struct Platform {
     /// The (first) API key the platform accepts.
     pub api_key: String,
     host: Option<RunningHost>,
+    /// `spin up`, when `XTREAM_SPIN` names a Spin CLI; killed on drop.
+    spin: Option<SpinUp>,
+}
+
+/// The environment variable naming a Spin CLI to serve the components with
+/// instead of the embedded host: `XTREAM_SPIN=/path/to/spin cargo test`
+/// runs the same tests against real Spin, to check that the embedded host
+/// behaves as Spin does.
+pub const SPIN_CLI_VARIABLE: &str = "XTREAM_SPIN";
+
+/// A `spin up` child process serving spin.toml.
+struct SpinUp {
+    child: std::process::Child,
+    log: tempfile::NamedTempFile,
+}
+
+impl SpinUp {
+    /// Starts `spin up` on a free loopback port with the application
+    /// variables in `env`, and waits until `/health` answers.
+    async fn start(
+        spin: &std::path::Path,
+        env: &HashMap<String, String>,
+    ) -> anyhow::Result<(Self, String)> {
+        let port = crate::free_port();
+        let listen = format!("127.0.0.1:{port}");
+        let log = tempfile::NamedTempFile::new()?;
+        let child = Command::new(spin)
+            .current_dir(crate::workspace_root())
+            .args(["up", "--from", "spin.toml", "--listen", listen.as_str()])
+            .envs(env)
+            .stdout(log.reopen()?)
+            .stderr(log.reopen()?)
+            .spawn()
+            .with_context(|| format!("starting {} up", spin.display()))?;
+        let up = SpinUp { child, log };
+        let base = format!("http://{listen}");
+        let client = reqwest::Client::new();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        loop {
+            if let Ok(response) = client.get(format!("{base}/health")).send().await
+                && response.status().is_success()
+            {
+                return Ok((up, base));
+            }
+            if std::time::Instant::now() > deadline {
+                bail!(
+                    "spin up did not answer within 2 minutes: {}",
+                    std::fs::read_to_string(up.log.path()).unwrap_or_default()
+                );
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    }
+}
+
+impl Drop for SpinUp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// Builds the components by running spin.toml's own build commands, as
@@ -96,6 +157,27 @@ impl Platform {
         })
         .collect();
 
+        let api_key = variables
+            .iter()
+            .rev()
+            .find(|(name, _)| *name == "api_keys")
+            .map_or(TEST_API_KEY, |(_, keys)| keys)
+            .split(',')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_owned();
+        if let Some(spin) = std::env::var_os(SPIN_CLI_VARIABLE) {
+            let (spin, base) = SpinUp::start(std::path::Path::new(&spin), &env).await?;
+            return Ok(Self {
+                base,
+                client: keyed_client(&api_key)?,
+                anonymous: platform_client().build()?,
+                api_key,
+                host: None,
+                spin: Some(spin),
+            });
+        }
         let config = HostConfig {
             manifest: crate::workspace_root().join("spin.toml"),
             listen: "127.0.0.1:0".parse().expect("literal address"),
@@ -113,22 +195,13 @@ impl Platform {
             *warmed = true;
             host
         };
-        let api_key = variables
-            .iter()
-            .rev()
-            .find(|(name, _)| *name == "api_keys")
-            .map_or(TEST_API_KEY, |(_, keys)| keys)
-            .split(',')
-            .next()
-            .unwrap_or_default()
-            .trim()
-            .to_owned();
         Ok(Self {
             base: format!("http://{}", host.addr),
             client: keyed_client(&api_key)?,
             anonymous: platform_client().build()?,
             api_key,
             host: Some(host),
+            spin: None,
         })
     }
 
@@ -165,6 +238,7 @@ impl Platform {
         if let Some(host) = self.host.take() {
             host.shutdown().await;
         }
+        self.spin.take();
     }
 }
 
