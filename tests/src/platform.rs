@@ -222,6 +222,23 @@ impl Platform {
         Ok((status, response.json().await?))
     }
 
+    /// POST `body` as JSON to `path` (with the key); the status and the
+    /// decoded answer (`null` when it is not JSON).
+    pub async fn post_json(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+        let response = self
+            .client
+            .post(self.url(path))
+            .json(&body)
+            .send()
+            .await
+            .expect("the platform answers");
+        let status = response.status().as_u16();
+        (
+            status,
+            response.json().await.unwrap_or(serde_json::Value::Null),
+        )
+    }
+
     /// Uploads `body` as a raw `video/mp4` named `clip.mp4`, with the key.
     pub async fn upload_raw(&self, body: Vec<u8>) -> reqwest::Response {
         self.client

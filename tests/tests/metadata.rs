@@ -15,19 +15,6 @@ use xtream_tests::{Postgres, Stack, bodies, clips};
 const MIB: u64 = 1024 * 1024;
 const PATIENCE: Duration = Duration::from_secs(180);
 
-async fn post_json(stack: &Stack, path: &str, body: Value) -> (u16, Value) {
-    let response = stack
-        .platform
-        .client
-        .post(stack.platform.url(path))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
-
 /// The ids of a listing page.
 fn ids(page: &Value) -> Vec<String> {
     page["videos"]
@@ -179,9 +166,7 @@ async fn deleting_a_video_while_it_transcodes_leaves_nothing_behind() {
 async fn a_resumable_completion_retried_after_a_database_failure_is_listed_and_announced_once() {
     let mut stack = Stack::start_with_private_db(&[]).await.unwrap();
     let size = 8 * MIB + 1000;
-    let (status, created) = post_json(
-        &stack,
-        "/api/uploads",
+    let (status, created) = stack.platform.post_json("/api/uploads",
         json!({"filename": "clip.mp4", "size": size, "content_type": "video/mp4", "title": "Retried"}),
     )
     .await;
@@ -213,7 +198,7 @@ async fn a_resumable_completion_retried_after_a_database_failure_is_listed_and_a
     // 1. The database is down when the completion comes.
     stack.db.checkpoint().await.unwrap();
     stack.db.stop().unwrap();
-    let (status, body) = post_json(&stack, &complete, json!({})).await;
+    let (status, body) = stack.platform.post_json(&complete, json!({})).await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (503, Some("database_unavailable")),
@@ -240,7 +225,7 @@ async fn a_resumable_completion_retried_after_a_database_failure_is_listed_and_a
         )
         .await
         .unwrap();
-    let (status, body) = post_json(&stack, &complete, json!({})).await;
+    let (status, body) = stack.platform.post_json(&complete, json!({})).await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (503, Some("database_unavailable")),
@@ -260,14 +245,14 @@ async fn a_resumable_completion_retried_after_a_database_failure_is_listed_and_a
     assert_eq!(ids(&page), Vec::<String>::new());
 
     // 3. The client retries: the video is recorded, listed, announced.
-    let (status, video) = post_json(&stack, &complete, json!({})).await;
+    let (status, video) = stack.platform.post_json(&complete, json!({})).await;
     assert_eq!(status, 201, "{video}");
     assert_eq!(
         (video["id"].as_str(), &video["size"]),
         (Some(id.as_str()), &json!(size))
     );
     // A retry of the retry (its answer lost) is the same video.
-    let (status, again) = post_json(&stack, &complete, json!({})).await;
+    let (status, again) = stack.platform.post_json(&complete, json!({})).await;
     assert_eq!((status, &again["id"]), (201, &video["id"]));
 
     let (_, page) = stack.platform.get_json("/api/videos").await.unwrap();

@@ -38,24 +38,9 @@ async fn file_digest(path: &Path) -> String {
     }
 }
 
-async fn post_json(stack: &Stack, path: &str, body: Value) -> (u16, Value) {
-    let response = stack
-        .platform
-        .client
-        .post(stack.platform.url(path))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
-
 /// Opens an upload of `size` bytes named `clip.mp4`.
 async fn open_upload(stack: &Stack, size: u64) -> Value {
-    let (status, created) = post_json(
-        stack,
-        "/api/uploads",
+    let (status, created) = stack.platform.post_json("/api/uploads",
         json!({"filename": "clip.mp4", "size": size, "content_type": "video/mp4", "title": "Clip"}),
     )
     .await;
@@ -226,7 +211,7 @@ async fn completing_checks_the_parts_s3_holds_and_is_idempotent() {
     // Part 2 only: part 1 is missing.
     let content = bodies::patterned_vec(size, 11).await;
     put_part(&created, 2, content[8 * MIB as usize..].to_vec()).await;
-    let (status, body) = post_json(&stack, &complete, json!({})).await;
+    let (status, body) = stack.platform.post_json(&complete, json!({})).await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (409, Some("upload_incomplete"))
@@ -247,11 +232,11 @@ async fn completing_checks_the_parts_s3_holds_and_is_idempotent() {
         .unwrap();
     assert_eq!(progress["parts_done"], json!([2]));
     assert_eq!(progress["parts"][0]["number"], 1);
-    let (status, _) = post_json(&stack, &complete, json!({})).await;
+    let (status, _) = stack.platform.post_json(&complete, json!({})).await;
     assert_eq!(status, 409);
 
     put_part(&created, 1, content[..8 * MIB as usize].to_vec()).await;
-    let (status, video) = post_json(&stack, &complete, json!({})).await;
+    let (status, video) = stack.platform.post_json(&complete, json!({})).await;
     assert_eq!(status, 201, "{video}");
     assert_eq!(video["id"], id);
     assert_eq!(video["size"], size);
@@ -268,7 +253,7 @@ async fn completing_checks_the_parts_s3_holds_and_is_idempotent() {
     assert_eq!(stored.as_deref(), Some(content.as_slice()));
 
     // A retried completion (its answer lost) gets the same video.
-    let (status, again) = post_json(&stack, &complete, json!({})).await;
+    let (status, again) = stack.platform.post_json(&complete, json!({})).await;
     assert_eq!(status, 201);
     assert_eq!(again["id"], video["id"]);
     stack.kafka.the_upload_event().await;
@@ -313,7 +298,7 @@ async fn refuses_bad_declarations_before_storing_anything() {
         (json!("not an object"), 400, "bad_request"),
     ];
     for (body, status, code) in cases {
-        let (got, answer) = post_json(&stack, "/api/uploads", body.clone()).await;
+        let (got, answer) = stack.platform.post_json("/api/uploads", body.clone()).await;
         assert_eq!(
             (got, answer["error"]["code"].as_str()),
             (status, Some(code)),
@@ -444,12 +429,10 @@ async fn expired_uploads_are_refused_and_swept_by_the_worker() {
         (status, body["error"]["code"].as_str()),
         (410, Some("upload_expired"))
     );
-    let (status, _) = post_json(
-        &stack,
-        &format!("/api/uploads/{expired_id}/complete"),
-        json!({}),
-    )
-    .await;
+    let (status, _) = stack
+        .platform
+        .post_json(&format!("/api/uploads/{expired_id}/complete"), json!({}))
+        .await;
     assert_eq!(status, 410);
 
     let worker = stack
@@ -487,12 +470,10 @@ async fn expired_uploads_are_refused_and_swept_by_the_worker() {
         Some(vec![1])
     );
     put_part(&live, 2, bodies::patterned_vec(MIB, 6).await).await;
-    let (status, _) = post_json(
-        &stack,
-        &format!("/api/uploads/{live_id}/complete"),
-        json!({}),
-    )
-    .await;
+    let (status, _) = stack
+        .platform
+        .post_json(&format!("/api/uploads/{live_id}/complete"), json!({}))
+        .await;
     assert_eq!(status, 201);
 }
 
