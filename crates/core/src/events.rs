@@ -102,9 +102,80 @@ pub fn bridge_produce_body(
     })
 }
 
+/// Whether a Kafka Bridge produce response says every record was
+/// delivered. Strimzi's bridge answers 200 even when a record failed,
+/// putting `{"error_code", "message"}` in that record's place in `offsets`
+/// instead of a partition and offset; only a body whose every entry is a
+/// partition/offset pair means the broker has the records.
+pub fn bridge_delivered(body: &[u8]) -> Result<(), String> {
+    #[derive(serde::Deserialize)]
+    struct Produced {
+        offsets: Vec<serde_json::Value>,
+    }
+    let produced: Produced = serde_json::from_slice(body).map_err(|e| {
+        format!(
+            "the Kafka bridge answered something that is not a produce result ({e}): {}",
+            String::from_utf8_lossy(body)
+                .chars()
+                .take(200)
+                .collect::<String>()
+        )
+    })?;
+    if produced.offsets.is_empty() {
+        return Err("the Kafka bridge reported no delivered record".into());
+    }
+    for entry in &produced.offsets {
+        let delivered = entry
+            .get("partition")
+            .is_some_and(serde_json::Value::is_i64)
+            && entry.get("offset").is_some_and(serde_json::Value::is_i64);
+        if !delivered {
+            let code = entry
+                .get("error_code")
+                .map_or("none".into(), ToString::to_string);
+            let message = entry
+                .get("message")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or("no message");
+            return Err(format!(
+                "the Kafka bridge could not deliver the event (error {code}): {message}"
+            ));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_partition_and_offset_pairs_mean_delivered() {
+        assert_eq!(
+            bridge_delivered(br#"{"offsets":[{"partition":2,"offset":17}]}"#),
+            Ok(())
+        );
+        let failed = bridge_delivered(
+            br#"{"offsets":[{"error_code":500,"message":"Topic xtream.uploads not present"}]}"#,
+        )
+        .unwrap_err();
+        assert!(
+            failed.contains("500") && failed.contains("not present"),
+            "{failed}"
+        );
+        for junk in [
+            &b"{}"[..],
+            b"{\"offsets\":[]}",
+            b"<html>",
+            b"{\"offsets\":[{\"partition\":1}]}",
+        ] {
+            assert!(
+                bridge_delivered(junk).is_err(),
+                "{}",
+                String::from_utf8_lossy(junk)
+            );
+        }
+    }
 
     #[test]
     fn uploaded_events_carry_their_type_tag() {

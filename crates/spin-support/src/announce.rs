@@ -7,7 +7,9 @@
 
 use crate::config::variable;
 use spin_sdk::http::{Method, Request, Response};
-use xtream_core::events::{BRIDGE_CONTENT_TYPE, VideoUploaded, bridge_produce_body};
+use xtream_core::events::{
+    BRIDGE_CONTENT_TYPE, VideoUploaded, bridge_delivered, bridge_produce_body,
+};
 use xtream_core::{ApiError, VideoRecord};
 
 /// Publishes the `video.uploaded` event of `record` and waits for the
@@ -30,7 +32,10 @@ pub async fn upload(record: &VideoRecord) -> Result<(), ApiError> {
     })?;
     let status = *response.status();
     if (200..300).contains(&status) {
-        Ok(())
+        // A 200 is not a delivery: Strimzi's bridge reports a failed record
+        // inside it, and taking it for one would mark the outbox entry sent
+        // and lose the announcement.
+        bridge_delivered(response.body()).map_err(ApiError::queue_unavailable)
     } else {
         let detail: String = String::from_utf8_lossy(response.body())
             .chars()
