@@ -581,18 +581,8 @@ pub fn decode_cursor(cursor: &str) -> Result<i64, ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::record::tests::record;
     use jiff::Timestamp;
-
-    fn record() -> VideoRecord {
-        VideoRecord::uploaded(
-            VideoId::random(),
-            "Cat".into(),
-            "cat.mp4".into(),
-            42,
-            "video/mp4".into(),
-            Timestamp::from_second(1_700_000_000).unwrap(),
-        )
-    }
 
     /// Every `$n` is bound, in order, and cast to its parameter's type.
     fn assert_well_bound(s: &Statement) {

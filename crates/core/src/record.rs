@@ -190,10 +190,12 @@ impl VideoRecord {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn record() -> VideoRecord {
+    /// A freshly uploaded record with a fixed creation time, for the
+    /// crate's unit tests.
+    pub(crate) fn record() -> VideoRecord {
         VideoRecord::uploaded(
             VideoId::random(),
             "Cat".into(),
