@@ -166,12 +166,9 @@ impl Publisher {
     pub async fn publish(
         &self,
         topic: &str,
-        key: Option<&[u8]>,
-        value: Option<&[u8]>,
-        partition: Option<i32>,
-        headers: &[(String, Vec<u8>)],
+        record: Record<'_>,
     ) -> Result<Delivered, PublishError> {
-        let sent = publish(&self.current(), topic, key, value, partition, headers).await;
+        let sent = publish(&self.current(), topic, record).await;
         if matches!(sent, Err(PublishError::Unavailable(_))) {
             self.recover();
         }
@@ -187,8 +184,12 @@ impl Publisher {
         headers: &[(String, Vec<u8>)],
     ) -> Result<Delivered, PublishError> {
         let value = serde_json::to_vec(event).expect("events always serialise");
-        self.publish(topic, Some(&video_key(id)), Some(&value), None, headers)
-            .await
+        let key = video_key(id);
+        let record = Record {
+            headers,
+            ..Record::keyed(&key, &value)
+        };
+        self.publish(topic, record).await
     }
 
     /// Waits up to the delivery timeout for queued records to go out.
@@ -201,15 +202,45 @@ impl Publisher {
     }
 }
 
+/// One record to send.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Record<'a> {
+    /// Key bytes; none: no key.
+    pub key: Option<&'a [u8]>,
+    /// Value bytes; none: a null value.
+    pub value: Option<&'a [u8]>,
+    /// A partition to send to instead of the key's.
+    pub partition: Option<i32>,
+    /// Milliseconds since the epoch; none: the producer's clock.
+    pub timestamp: Option<i64>,
+    /// Header names and values.
+    pub headers: &'a [(String, Vec<u8>)],
+}
+
+impl<'a> Record<'a> {
+    /// A record with a key and a value, and nothing else set.
+    pub fn keyed(key: &'a [u8], value: &'a [u8]) -> Self {
+        Self {
+            key: Some(key),
+            value: Some(value),
+            ..Self::default()
+        }
+    }
+}
+
 /// Sends one record and waits for the broker's acknowledgement.
 async fn publish(
     producer: &FutureProducer,
     topic: &str,
-    key: Option<&[u8]>,
-    value: Option<&[u8]>,
-    partition: Option<i32>,
-    headers: &[(String, Vec<u8>)],
+    sending: Record<'_>,
 ) -> Result<Delivered, PublishError> {
+    let Record {
+        key,
+        value,
+        partition,
+        timestamp,
+        headers,
+    } = sending;
     let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic);
     if let Some(key) = key {
         record = record.key(key);
@@ -219,6 +250,9 @@ async fn publish(
     }
     if let Some(partition) = partition {
         record = record.partition(partition);
+    }
+    if let Some(timestamp) = timestamp {
+        record = record.timestamp(timestamp);
     }
     if !headers.is_empty() {
         let owned = headers

@@ -145,10 +145,7 @@ impl Relay {
         self.publisher
             .publish(
                 &event.topic,
-                Some(&key),
-                Some(event.payload.as_bytes()),
-                None,
-                &[],
+                kafka::Record::keyed(&key, event.payload.as_bytes()),
             )
             .await?;
         Ok(())

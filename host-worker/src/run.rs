@@ -361,10 +361,12 @@ impl ConsumeLoop {
             .publisher
             .publish(
                 &self.transcoder.topics.dead_letter,
-                message.key(),
-                message.payload(),
-                None,
-                &headers,
+                kafka::Record {
+                    key: message.key(),
+                    value: message.payload(),
+                    headers: &headers,
+                    ..kafka::Record::default()
+                },
             )
             .await;
         if let Err(err) = &sent {
