@@ -38,11 +38,13 @@ async fn storage_lost_mid_upload_leaves_nothing_and_service_recovers() {
     };
     let (response, ()) = tokio::join!(request, outage);
     // The server answers 503 as soon as a part cannot be stored; a client
-    // still sending may see the connection close instead.
+    // still sending may see the connection close instead, before the
+    // answer or in the middle of its body.
     if let Ok(response) = response {
         assert_eq!(response.status(), 503);
-        let body: Value = response.json().await.unwrap();
-        assert_eq!(body["error"]["code"], "storage_unavailable");
+        if let Ok(body) = response.json::<Value>().await {
+            assert_eq!(body["error"]["code"], "storage_unavailable");
+        }
     }
     // The listing comes from the database, which is up: it answers, and
     // the failed upload is not in it.
