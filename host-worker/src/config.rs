@@ -27,7 +27,7 @@
 //! | `XTREAM_UPLOAD_TTL` | `24h` | A resumable upload still open after this long (or past its own expiry) is aborted and its parts freed. |
 //! | `XTREAM_SWEEP_EVERY` | a quarter of the above, 1 s–10 min | How often the sweeper looks for abandoned uploads and unfinished deletions. |
 //! | `XTREAM_BRIDGE_LISTEN` | `0.0.0.0:8080` | Bridge mode: the Kafka Bridge REST API. |
-//! | `XTREAM_BRIDGE_DELIVERY_TIMEOUT` | `5s` | Bridge mode: how long a produce waits for the broker before answering 503. |
+//! | `XTREAM_BRIDGE_DELIVERY_TIMEOUT` | `5s` | Bridge mode: how long a record waits for the broker's acknowledgement before its `offsets` entry says it failed (500). |
 
 use crate::db::DatabaseUrl;
 use std::net::SocketAddr;

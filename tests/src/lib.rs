@@ -10,11 +10,14 @@
 //! - [`Postgres`]: a real PostgreSQL server (one per test binary, a
 //!   database per test).
 //! - [`Worker`]: the real `xtream-worker` binary, in run or bridge mode.
+//! - [`bridge_contract`]: Strimzi's bridge API document, and the proxy that
+//!   checks the local bridge's every answer against it.
 //! - [`cli`]: the real `xtream` CLI binary, run as a child process.
 //! - [`bodies`]: generated request bodies, streamed so that large ones are
 //!   never held in memory by the test either.
 
 pub mod bodies;
+pub mod bridge_contract;
 pub mod cli;
 pub mod clips;
 pub mod garage;

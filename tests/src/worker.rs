@@ -1,6 +1,7 @@
 //! The real `xtream-worker` binary as a child process, in `run` or
 //! `bridge` mode, pointed at a test's Garage and tansu.
 
+use crate::bridge_contract::CheckedBridge;
 use crate::{Garage, Postgres, Tansu};
 use anyhow::{Context, bail};
 use std::path::PathBuf;
@@ -41,8 +42,13 @@ pub fn worker_binary() -> anyhow::Result<PathBuf> {
 /// A worker process; killed on drop.
 pub struct Worker {
     /// `http://127.0.0.1:PORT`: `/metrics`, `/health` (run mode) or the
-    /// bridge API (bridge mode).
+    /// bridge API (bridge mode, through a proxy that checks every answer
+    /// against Strimzi's contract).
     pub base: String,
+    /// The process's own address.
+    direct: String,
+    /// Bridge mode: the checking proxy `base` points at.
+    contract: Option<CheckedBridge>,
     env: Vec<(String, String)>,
     mode: &'static str,
     port: u16,
@@ -100,6 +106,9 @@ impl Worker {
         ];
         let mut bridge = Self::new("bridge", port, env, tempfile::tempdir()?)?;
         bridge.start().await?;
+        let contract = CheckedBridge::start(&bridge.direct).await?;
+        bridge.base = contract.base.clone();
+        bridge.contract = Some(contract);
         Ok(bridge)
     }
 
@@ -109,8 +118,11 @@ impl Worker {
         env: Vec<(String, String)>,
         work_dir: tempfile::TempDir,
     ) -> anyhow::Result<Self> {
+        let direct = format!("http://127.0.0.1:{port}");
         Ok(Self {
-            base: format!("http://127.0.0.1:{port}"),
+            base: direct.clone(),
+            direct,
+            contract: None,
             env,
             mode,
             port,
@@ -139,7 +151,7 @@ impl Worker {
         } else {
             "/health"
         };
-        let url = format!("{}{path}", self.base);
+        let url = format!("{}{path}", self.direct);
         let client = reqwest::Client::new();
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -207,6 +219,15 @@ impl Worker {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Bridge mode: the answers so far that Strimzi's bridge could not have
+    /// given (the proxy also fails the test with them when dropped).
+    pub fn contract_violations(&self) -> Vec<String> {
+        self.contract
+            .as_ref()
+            .map(CheckedBridge::violations)
+            .unwrap_or_default()
     }
 
     /// Everything the process wrote to stderr (all its runs).

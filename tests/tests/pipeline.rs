@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 use std::time::Duration;
-use xtream_core::events::{BRIDGE_CONTENT_TYPE, UPLOADS_TOPIC};
+use xtream_core::events::UPLOADS_TOPIC;
 use xtream_tests::worker::{migrate, wait_for_status};
 use xtream_tests::{Garage, Platform, Postgres, Tansu, Worker, clips};
 
@@ -190,111 +190,4 @@ async fn an_upload_becomes_a_playable_hls_ladder() {
     assert_eq!(status, 200);
     assert_eq!(fetched["status"], "ready");
     platform.shutdown().await;
-}
-
-#[tokio::test]
-async fn the_bridge_speaks_the_strimzi_produce_api() {
-    let tansu = Tansu::start().await.unwrap();
-    tansu.create_topics(&["bridge.test"]).await.unwrap();
-    let bridge = Worker::bridge(&tansu).await.unwrap();
-    let client = reqwest::Client::new();
-    let post = |topic: &str, content_type: &str, body: &str| {
-        client
-            .post(format!("{}/topics/{topic}", bridge.base))
-            .header("content-type", content_type)
-            .body(body.to_owned())
-            .send()
-    };
-
-    let response = post(
-        "bridge.test",
-        BRIDGE_CONTENT_TYPE,
-        r#"{"records":[{"key":"k1","value":{"n":1}},{"value":{"n":2},"partition":2}]}"#,
-    )
-    .await
-    .unwrap();
-    assert_eq!(response.status(), 200);
-    let body: Value = response.json().await.unwrap();
-    let offsets = body["offsets"].as_array().unwrap();
-    assert_eq!(offsets.len(), 2);
-    assert_eq!(offsets[1]["partition"], 2);
-    let records = tansu
-        .records("bridge.test", 2, Duration::from_secs(10))
-        .await
-        .unwrap();
-    let first = records.iter().find(|r| r.json()["n"] == 1).unwrap();
-    assert_eq!(first.key.as_deref(), Some(&b"\"k1\""[..]));
-    assert_eq!(
-        first.partition,
-        offsets[0]["partition"].as_i64().unwrap() as i32
-    );
-
-    let status = |r: reqwest::Response| r.status().as_u16();
-    assert_eq!(
-        status(post("bridge.test", "application/json", "{}").await.unwrap()),
-        415
-    );
-    assert_eq!(
-        status(
-            post("bridge.test", BRIDGE_CONTENT_TYPE, "{nope")
-                .await
-                .unwrap()
-        ),
-        422
-    );
-    let missing = post(
-        "no.such.topic",
-        BRIDGE_CONTENT_TYPE,
-        r#"{"records":[{"value":1}]}"#,
-    )
-    .await
-    .unwrap();
-    assert_eq!(missing.status(), 404);
-    let error: Value = missing.json().await.unwrap();
-    assert_eq!(error["error_code"], 404);
-    assert_eq!(
-        client
-            .get(format!("{}/healthy", bridge.base))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        204
-    );
-    assert_eq!(
-        client
-            .get(format!("{}/ready", bridge.base))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        204
-    );
-
-    // Broker gone: an answer within the delivery timeout, not minutes.
-    let mut tansu = tansu;
-    tansu.stop();
-    let started = std::time::Instant::now();
-    let down = post(
-        "bridge.test",
-        BRIDGE_CONTENT_TYPE,
-        r#"{"records":[{"value":3}]}"#,
-    )
-    .await
-    .unwrap();
-    assert!(down.status().is_server_error(), "{}", down.status());
-    assert!(
-        started.elapsed() < Duration::from_secs(15),
-        "{:?}",
-        started.elapsed()
-    );
-    assert_eq!(
-        client
-            .get(format!("{}/ready", bridge.base))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        503
-    );
 }
