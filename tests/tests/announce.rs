@@ -74,6 +74,53 @@ async fn an_upload_during_a_bridge_outage_is_kept_and_queued_later() {
 
     // The worker's outbox relay publishes what the function could not
     // (it replaced the reconciler that re-announced S3 records), once.
+    announced_later_exactly_once(&stack, id).await;
+}
+
+/// Strimzi's bridge answers 200 even when the broker did not take a record,
+/// with an error in that record's place: the upload must count as not
+/// announced, say why, and be announced later, once.
+#[tokio::test]
+async fn an_upload_whose_event_the_broker_refuses_is_kept_and_queued_later() {
+    let mut stack = Stack::start().await.unwrap();
+    stack.kafka.stop();
+    let dir = tempfile::tempdir().unwrap();
+    let clip = clips::mp4(dir.path(), "clip.mp4", 2, 320, 240).unwrap();
+
+    let response = stack
+        .platform
+        .upload_raw(std::fs::read(&clip).unwrap())
+        .await;
+    assert_eq!(response.status(), 503);
+    let error: Value = response.json().await.unwrap();
+    assert_eq!(error["error"]["code"], "queue_unavailable");
+    let id = error["error"]["message"]
+        .as_str()
+        .and_then(|m| m.split_whitespace().nth(1))
+        .unwrap()
+        .to_owned();
+    let (status, video) = stack
+        .platform
+        .get_json(&format!("/api/videos/{id}"))
+        .await
+        .unwrap();
+    assert_eq!((status, video["status"].as_str()), (200, Some("uploaded")));
+    let detail = video["status_detail"].as_str().unwrap();
+    assert!(
+        detail.contains("could not deliver the event") && detail.contains("queued automatically"),
+        "{detail}"
+    );
+    assert_eq!(stack.db.traces(&id).await.unwrap().unsent, 1);
+
+    stack.kafka.resume().await.unwrap();
+    stack.kafka.create_xtream_topics().await.unwrap();
+    announced_later_exactly_once(&stack, &id).await;
+    assert_eq!(stack.bridge.contract_violations(), Vec::<String>::new());
+}
+
+/// The worker's outbox relay sends the waiting event once, and the video is
+/// transcoded.
+async fn announced_later_exactly_once(stack: &Stack, id: &str) {
     let worker = stack
         .worker(&[("XTREAM_RELAY_AFTER", "1s"), ("XTREAM_RELAY_EVERY", "1s")])
         .await
