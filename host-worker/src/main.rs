@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! xtream-worker [run]   consume upload events, transcode, report (default)
+//! xtream-worker maintain relay the outbox and sweep, without transcoding
 //! xtream-worker migrate apply the database schema migrations, then exit
 //! xtream-worker bridge  serve the Kafka Bridge REST produce API on rdkafka
 //! xtream-worker plan INPUT OUT_DIR
@@ -27,8 +28,11 @@ mod sweep;
 
 use anyhow::Context as _;
 
-const USAGE: &str = "usage: xtream-worker [run|migrate|bridge|plan]
-  run     consume video.uploaded events, transcode to HLS, report outcomes (default)
+const USAGE: &str = "usage: xtream-worker [run|maintain|migrate|bridge|plan]
+  run     consume video.uploaded events, transcode to HLS, report outcomes (default);
+          also relays the outbox and sweeps abandoned uploads
+  maintain
+          only relay the outbox and sweep (for when transcoders scale to zero)
   migrate apply the schema migrations to XTREAM_DATABASE_URL (waiting up to
           XTREAM_MIGRATE_WAIT for it to come up), print what it applied, exit
   bridge  serve the Strimzi Kafka Bridge produce API (POST /topics/{topic}) on rdkafka
@@ -56,6 +60,12 @@ fn main() -> anyhow::Result<()> {
             runtime
                 .block_on(run::run(config))
                 .context("the worker failed")
+        }
+        "maintain" => {
+            let config = config::WorkerConfig::from_env()?;
+            runtime
+                .block_on(run::maintain(config))
+                .context("the maintenance worker failed")
         }
         "migrate" => {
             let config = config::MigrateConfig::from_env()?;

@@ -1,5 +1,6 @@
 //! `xtream-worker run`: consume upload events, run jobs, commit what is
-//! done, relay the outbox, sweep, and stop gracefully.
+//! done, relay the outbox, sweep, and stop gracefully. `maintain`: the
+//! relay and the sweeper alone.
 //!
 //! Offsets are committed by hand, only after a job's outputs are in the
 //! bucket, its record in the database and its outcome on Kafka
@@ -101,17 +102,102 @@ impl ConsumerContext for WorkerContext {
 
 type WorkerConsumer = StreamConsumer<WorkerContext>;
 
+/// What every long-running mode serves: `/metrics` and `/health`, the
+/// outbox relay and the sweeper, on shared clients.
+struct Maintenance {
+    metrics: Arc<Metrics>,
+    storage: Storage,
+    metadata: Metadata,
+    publisher: kafka::Publisher,
+    stop: watch::Sender<bool>,
+    relaying: tokio::task::JoinHandle<()>,
+    sweeping: tokio::task::JoinHandle<()>,
+}
+
+impl Maintenance {
+    /// Migrates if asked, connects, serves HTTP and starts the relay and
+    /// the sweeper. `job_connections` database connections are kept for
+    /// jobs on top of those the relay, sweeper and health check use.
+    async fn start(config: &WorkerConfig, job_connections: usize) -> Result<Self, StartError> {
+        if config.migrate_on_start {
+            let report = crate::migrate::migrate(&config.database, config.migrate_wait).await?;
+            tracing::info!(applied = ?report.applied, already_applied = report.already_applied, "schema migrated");
+        }
+        let metrics = Arc::new(Metrics::new());
+        let publisher = kafka::Publisher::new(&config.kafka.brokers, Duration::from_secs(10))?;
+        let storage = Storage::new(&config.storage)?;
+        if let Err(err) = storage.check().await {
+            // Not fatal: jobs retry storage errors, and the bucket may come
+            // up after the worker.
+            tracing::warn!(error = %err, "the bucket does not answer yet");
+        }
+        let metadata = Metadata::connect(&config.database, job_connections + 3)?;
+        match metadata.check().await {
+            Ok(()) => tracing::info!(database = %config.database, "the database answers"),
+            // Not fatal either: /health says not ready until it answers,
+            // and jobs wait for it.
+            Err(err) => {
+                tracing::warn!(database = %config.database, error = %err, "the database does not answer yet")
+            }
+        }
+        let addr = metrics::serve(config.http_listen, metrics.clone(), metadata.clone())
+            .await
+            .map_err(|e| StartError::Listen(config.http_listen, e))?;
+        tracing::info!(%addr, "serving /metrics and /health");
+
+        let (stop, stop_rx) = watch::channel(false);
+        let relay = Relay {
+            metadata: metadata.clone(),
+            publisher: publisher.clone(),
+            after: config.relay_after,
+            batch: config.relay_batch,
+            metrics: metrics.clone(),
+        };
+        let relaying = tokio::spawn(relay.run(config.relay_every, stop_rx.clone()));
+        let sweeper = crate::sweep::Sweeper {
+            storage: storage.clone(),
+            metadata: metadata.clone(),
+            ttl: config.upload_ttl,
+        };
+        let sweeping = tokio::spawn(sweeper.run(config.sweep_every, stop_rx));
+        Ok(Self {
+            metrics,
+            storage,
+            metadata,
+            publisher,
+            stop,
+            relaying,
+            sweeping,
+        })
+    }
+
+    /// Stops the relay and the sweeper after their current round.
+    async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.relaying.await;
+        let _ = self.sweeping.await;
+    }
+}
+
+/// `xtream-worker maintain`: only the outbox relay and the sweeper, until
+/// SIGTERM/SIGINT. Where transcoders scale to zero (KEDA), announcements
+/// the functions could not send and abandoned uploads must still be taken
+/// care of; this mode does that without taking jobs.
+pub async fn maintain(config: WorkerConfig) -> Result<(), StartError> {
+    let maintenance = Maintenance::start(&config, 0).await?;
+    tracing::info!("relaying the outbox and sweeping; not transcoding");
+    shutdown_signal().await;
+    maintenance.stop().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
 /// Runs the worker until SIGTERM/SIGINT.
 pub async fn run(config: WorkerConfig) -> Result<(), StartError> {
-    if config.migrate_on_start {
-        let report = crate::migrate::migrate(&config.database, config.migrate_wait).await?;
-        tracing::info!(applied = ?report.applied, already_applied = report.already_applied, "schema migrated");
-    }
-    let metrics = Arc::new(Metrics::new());
-    let tracker = Arc::new(Mutex::new(OffsetTracker::default()));
     std::fs::create_dir_all(&config.work_dir)
         .map_err(|e| StartError::WorkDir(config.work_dir.display().to_string(), e))?;
-
+    let maintenance = Maintenance::start(&config, config.concurrency).await?;
+    let tracker = Arc::new(Mutex::new(OffsetTracker::default()));
     let consumer: Arc<WorkerConsumer> = Arc::new(
         kafka::base_config(&config.kafka.brokers)
             .set("group.id", &config.kafka.group)
@@ -125,59 +211,20 @@ pub async fn run(config: WorkerConfig) -> Result<(), StartError> {
             .set("statistics.interval.ms", "5000")
             .create_with_context(WorkerContext {
                 tracker: tracker.clone(),
-                metrics: metrics.clone(),
+                metrics: maintenance.metrics.clone(),
             })?,
     );
     consumer.subscribe(&[&config.kafka.uploads_topic])?;
-    let publisher = kafka::Publisher::new(&config.kafka.brokers, Duration::from_secs(10))?;
-    let storage = Storage::new(&config.storage)?;
-    if let Err(err) = storage.check().await {
-        // Not fatal: jobs retry storage errors, and the bucket may come up
-        // after the worker.
-        tracing::warn!(error = %err, "the bucket does not answer yet");
-    }
-    // A connection per running job, plus the relay, the sweeper and the
-    // health check.
-    let metadata = Metadata::connect(&config.database, config.concurrency + 3)?;
-    match metadata.check().await {
-        Ok(()) => tracing::info!(database = %config.database, "the database answers"),
-        // Not fatal either: /health says not ready until it answers, and
-        // jobs wait for it.
-        Err(err) => {
-            tracing::warn!(database = %config.database, error = %err, "the database does not answer yet")
-        }
-    }
-
-    let addr = metrics::serve(config.http_listen, metrics.clone(), metadata.clone())
-        .await
-        .map_err(|e| StartError::Listen(config.http_listen, e))?;
-    tracing::info!(%addr, "serving /metrics and /health");
-
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let relay = Relay {
-        metadata: metadata.clone(),
-        publisher: publisher.clone(),
-        after: config.relay_after,
-        batch: config.relay_batch,
-        metrics: metrics.clone(),
-    };
-    let relaying = tokio::spawn(relay.run(config.relay_every, stop_rx.clone()));
-    let sweeper = crate::sweep::Sweeper {
-        storage: storage.clone(),
-        metadata: metadata.clone(),
-        ttl: config.upload_ttl,
-    };
-    let sweeping = tokio::spawn(sweeper.run(config.sweep_every, stop_rx.clone()));
 
     let transcoder = Arc::new(Transcoder {
-        storage,
-        metadata,
-        publisher,
+        storage: maintenance.storage.clone(),
+        metadata: maintenance.metadata.clone(),
+        publisher: maintenance.publisher.clone(),
         topics: Topics {
             results: config.kafka.results_topic.clone(),
             dead_letter: config.kafka.dead_letter_topic.clone(),
         },
-        metrics: metrics.clone(),
+        metrics: maintenance.metrics.clone(),
         x264_preset: config.x264_preset.clone(),
         max_attempts: config.max_attempts,
         work_dir: config.work_dir.clone(),
@@ -204,15 +251,15 @@ pub async fn run(config: WorkerConfig) -> Result<(), StartError> {
 
     let in_flight = loop_state.tracker.lock().expect("tracker lock").in_flight();
     tracing::info!(running = loop_state.jobs.len(), in_flight, grace = ?config.shutdown_grace, "shutting down");
-    let _ = stop_tx.send(true);
+    // The relay and the sweeper end their round while the jobs drain.
+    let stopping = tokio::spawn(maintenance.stop());
     let finished = tokio::time::timeout(config.shutdown_grace, loop_state.drain()).await;
     if finished.is_err() {
         tracing::warn!("grace period over; releasing the running jobs");
         let _ = hard_stop_tx.send(true);
         loop_state.drain().await;
     }
-    let _ = relaying.await;
-    let _ = sweeping.await;
+    let _ = stopping.await;
     consumer.unsubscribe();
     tracing::info!("stopped");
     Ok(())

@@ -66,6 +66,27 @@ impl Worker {
         db: &Postgres,
         extra: &[(&str, &str)],
     ) -> anyhow::Result<Self> {
+        Self::against("run", garage, tansu, db, extra).await
+    }
+
+    /// `xtream-worker maintain` (the relay and the sweeper, no jobs), set up
+    /// as [`Worker::run`] is.
+    pub async fn maintain(
+        garage: &Garage,
+        tansu: &Tansu,
+        db: &Postgres,
+        extra: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
+        Self::against("maintain", garage, tansu, db, extra).await
+    }
+
+    async fn against(
+        mode: &'static str,
+        garage: &Garage,
+        tansu: &Tansu,
+        db: &Postgres,
+        extra: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
         let database_url = db.url();
         let work_dir = tempfile::tempdir()?;
         let port = crate::free_port();
@@ -88,7 +109,7 @@ impl Worker {
         .collect();
         env.push(("XTREAM_HTTP_LISTEN".into(), format!("127.0.0.1:{port}")));
         env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        let mut worker = Self::new("run", port, env, work_dir)?;
+        let mut worker = Self::new(mode, port, env, work_dir)?;
         worker.start().await?;
         Ok(worker)
     }

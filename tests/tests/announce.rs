@@ -4,7 +4,7 @@
 use serde_json::Value;
 use std::time::Duration;
 use xtream_tests::worker::wait_for_status;
-use xtream_tests::{Stack, clips};
+use xtream_tests::{Stack, Worker, clips};
 
 #[tokio::test]
 async fn an_upload_is_announced_once_with_its_id_as_key() {
@@ -75,6 +75,50 @@ async fn an_upload_during_a_bridge_outage_is_kept_and_queued_later() {
     // The worker's outbox relay publishes what the function could not
     // (it replaced the reconciler that re-announced S3 records), once.
     announced_later_exactly_once(&stack, id).await;
+}
+
+/// Where transcoders scale to zero, `xtream-worker maintain` alone sends
+/// what the functions could not, and takes no job.
+#[tokio::test]
+async fn the_maintenance_worker_relays_without_transcoding() {
+    let mut stack = Stack::start().await.unwrap();
+    stack.bridge.kill();
+    let response = stack.platform.upload_raw(b"not yet a video".to_vec()).await;
+    assert_eq!(response.status(), 503);
+    let (_, page) = stack.platform.get_json("/api/videos").await.unwrap();
+    let id = page["videos"][0]["id"].as_str().unwrap().to_owned();
+
+    let maintenance = Worker::maintain(
+        &stack.garage,
+        &stack.kafka,
+        &stack.db,
+        &[("XTREAM_RELAY_AFTER", "1s"), ("XTREAM_RELAY_EVERY", "1s")],
+    )
+    .await
+    .unwrap();
+    let event = stack.kafka.the_upload_event().await;
+    assert_eq!(event["video_id"], id.as_str());
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while stack.db.traces(&id).await.unwrap().unsent != 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{}",
+            maintenance.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(maintenance.metric("xtream_worker_relayed_total").await, 1.0);
+    // Nobody consumed the event: the video waits for a transcoder.
+    let (_, video) = stack
+        .platform
+        .get_json(&format!("/api/videos/{id}"))
+        .await
+        .unwrap();
+    assert_eq!(video["status"], "uploaded", "{video}");
+    assert_eq!(
+        maintenance.metric("xtream_worker_jobs_started_total").await,
+        0.0
+    );
 }
 
 /// Strimzi's bridge answers 200 even when the broker did not take a record,
