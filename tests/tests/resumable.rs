@@ -620,3 +620,60 @@ async fn the_cli_lists_shows_watches_and_deletes_and_explains_errors() {
     assert_eq!(gone.code, 1);
     assert_eq!(gone.json["error"]["code"], "not_found");
 }
+
+/// Clients outside a cluster reach storage at another address than the
+/// components do (on Kubernetes, MinIO's S3 API behind the Ingress):
+/// presigned part URLs name `s3_public_endpoint`, and a proxy that passes
+/// the request through untouched, Host header included (as nginx does), is
+/// all the signatures need.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parts_go_to_the_public_s3_endpoint_through_a_host_preserving_proxy() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let public = format!("http://{}", listener.local_addr().unwrap());
+    let stack = Stack::start_with(&[("s3_public_endpoint", &public)])
+        .await
+        .unwrap();
+    let upstream = stack
+        .garage
+        .endpoint
+        .trim_start_matches("http://")
+        .to_owned();
+    let proxied = Arc::new(AtomicUsize::new(0));
+    let counted = proxied.clone();
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            counted.fetch_add(1, Ordering::SeqCst);
+            let upstream = upstream.clone();
+            tokio::spawn(async move {
+                let mut server = tokio::net::TcpStream::connect(upstream).await.unwrap();
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+            });
+        }
+    });
+
+    let body = b"a short clip".to_vec();
+    let created = open_upload(&stack, body.len() as u64).await;
+    let url = created["parts"][0]["url"].as_str().unwrap();
+    assert!(url.starts_with(&public), "{url}");
+    put_part(&created, 1, body.clone()).await;
+    assert!(
+        proxied.load(Ordering::SeqCst) > 0,
+        "the part bypassed the proxy"
+    );
+    let id = created["id"].as_str().unwrap();
+    let (status, video) = stack
+        .platform
+        .post_json(&format!("/api/uploads/{id}/complete"), json!({}))
+        .await;
+    assert_eq!(status, 201, "{video}");
+    assert_eq!(video["size"], body.len());
+    let stored = stack
+        .garage
+        .bucket()
+        .get(&format!("videos/{id}/original"))
+        .await
+        .unwrap();
+    assert_eq!(stored, Some(body));
+}
