@@ -158,7 +158,6 @@ impl RunningHost {
             &cache,
             settings,
             outbound_pool::OutboundPool::new(),
-            postgres::PgPools::new(),
         )
         .await?;
 

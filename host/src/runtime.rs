@@ -161,7 +161,8 @@ pub(crate) struct AppComponent {
     variables: Arc<HashMap<String, String>>,
     /// Shared by every component: their requests go to the same origins.
     pool: OutboundPool,
-    /// Likewise shared: PostgreSQL connections outlive the instances.
+    /// This component's PostgreSQL pools: its connections outlive its
+    /// instances but, as in Spin, are never lent to another component.
     pg_pools: PgPools,
     policy: Arc<OutboundPolicy>,
 }
@@ -180,7 +181,6 @@ pub(crate) async fn load_components(
     cache: &CompileCache,
     settings: Vec<ComponentSettings>,
     pool: OutboundPool,
-    pg_pools: PgPools,
 ) -> Result<HashMap<String, Arc<AppComponent>>> {
     let mut compiling: HashMap<PathBuf, tokio::task::JoinHandle<Result<Component>>> =
         HashMap::new();
@@ -219,7 +219,7 @@ pub(crate) async fn load_components(
             variables: Arc::new(s.variables),
             policy: Arc::new(s.policy),
             pool: pool.clone(),
-            pg_pools: pg_pools.clone(),
+            pg_pools: PgPools::new(),
         };
         components.insert(id, Arc::new(app_component));
     }

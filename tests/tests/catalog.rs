@@ -104,3 +104,37 @@ async fn bad_listing_and_lookup_requests_get_json_errors() {
         .unwrap();
     assert_eq!(response.status(), 405);
 }
+
+/// Spin keeps PostgreSQL pools per component: one component's requests
+/// reuse its own connection and never another component's. Requests one
+/// after another to two components leave one connection each.
+#[tokio::test]
+async fn each_component_keeps_its_own_database_connections() {
+    let stack = Stack::start().await.unwrap();
+    let platform = &stack.platform;
+    for _ in 0..3 {
+        let (status, _) = platform.get_json("/api/videos").await.unwrap();
+        assert_eq!(status, 200);
+        let ready = platform
+            .client
+            .get(platform.url("/health/ready"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(ready.status(), 200);
+    }
+    let client = stack.db.connect().await.unwrap();
+    let row = client
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        row.get::<_, i64>(0),
+        2,
+        "one pooled connection for `videos`, one for `health`"
+    );
+}

@@ -27,8 +27,10 @@ pub const MAX_POOLED_ADDRESSES: usize = 16;
 /// the operating system's TCP timeout, minutes.
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The host's PostgreSQL pools, one per connection address. Cheap to clone:
-/// clones share the pools.
+/// One component's PostgreSQL pools, one per connection address; every
+/// instance of the component shares them. Components do not share pools
+/// (Spin's `factor-outbound-pg` keeps a pool cache per component). Cheap to
+/// clone: clones share the pools.
 #[derive(Clone, Default)]
 pub struct PgPools {
     inner: Arc<Mutex<Pools>>,

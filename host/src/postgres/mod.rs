@@ -3,8 +3,9 @@
 //!
 //! The parts, as in Spin's `factor-outbound-pg`: `host` implements the
 //! `connection` resource, `types` converts values, `client` pools the
-//! connections (one pool per address, shared by every instance of every
-//! component) and `allowed_hosts` checks addresses against a component's
+//! connections (one pool per address and component, shared by every
+//! instance of that component, as Spin keeps a pool cache per component)
+//! and `allowed_hosts` checks addresses against a component's
 //! `allowed_outbound_hosts` (`postgres://host[:port]`, port 5432 when
 //! omitted) before anything connects.
 //!
