@@ -27,6 +27,29 @@ const FALLBACK_FPS: f64 = 30.0;
 /// How much of ffmpeg's stderr a failure reason keeps.
 const STDERR_TAIL: usize = 600;
 
+/// The demuxers an original may be opened with: the containers cameras,
+/// phones, screen recorders and editors write (`mov` covers MP4, MOV, M4V
+/// and 3GP; `matroska` covers MKV and WebM). Uploads are untrusted, and
+/// other formats ffmpeg would happily guess are the classic attacks: an
+/// HLS or DASH playlist or a concat script opens the URLs and local files
+/// named inside it (server-side request forgery, local file read), an
+/// image sequence reads files by pattern. With this list they are refused
+/// before anything they name is opened.
+pub const ALLOWED_CONTAINERS: [&str; 8] = [
+    "mov", "matroska", "avi", "mpegts", "flv", "mpeg", "asf", "ogg",
+];
+/// Bytes ffprobe may read to identify the streams: enough for any real
+/// container's headers, and a bound on what a crafted one costs.
+const PROBE_BYTES: u64 = 32 * 1024 * 1024;
+/// Streams a video may have (video, audio, subtitles, data together):
+/// real files have a handful; thousands of stream headers are an attack.
+pub const MAX_STREAMS: usize = 32;
+/// Longest side a picture may have: 8K is 7680 wide. A crafted header
+/// claiming more would make the decoder allocate frames of gigabytes.
+pub const MAX_SIDE: u32 = 8192;
+/// Longest video accepted, in seconds (12 hours).
+pub const MAX_DURATION_SECONDS: f64 = 12.0 * 3600.0;
+
 /// What ffprobe says about an original.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MediaInfo {
@@ -104,10 +127,18 @@ struct SideData {
     rotation: Option<f64>,
 }
 
-/// Reads `ffprobe -print_format json -show_format -show_streams` output.
+/// Reads `ffprobe -print_format json -show_format -show_streams` output,
+/// refusing what is beyond [`MAX_STREAMS`], [`MAX_SIDE`] and
+/// [`MAX_DURATION_SECONDS`].
 pub fn parse_probe(json: &[u8]) -> Result<MediaInfo, MediaError> {
     let probe: ProbeOutput = serde_json::from_slice(json)
         .map_err(|e| MediaError::NotAVideo(format!("ffprobe gave no usable answer ({e})")))?;
+    if probe.streams.len() > MAX_STREAMS {
+        return Err(MediaError::NotAVideo(format!(
+            "the file has {} streams; at most {MAX_STREAMS} are accepted",
+            probe.streams.len()
+        )));
+    }
     // Cover art in audio files is a "video" stream of one picture.
     let video = probe
         .streams
@@ -126,12 +157,24 @@ pub fn parse_probe(json: &[u8]) -> Result<MediaInfo, MediaError> {
             ));
         }
     };
+    if width > MAX_SIDE || height > MAX_SIDE {
+        return Err(MediaError::NotAVideo(format!(
+            "the picture is {width}x{height}; at most {MAX_SIDE} pixels a side are accepted"
+        )));
+    }
     let duration_seconds = probe
         .format
         .as_ref()
         .and_then(|f| parse_seconds(f.duration.as_deref()))
         .or_else(|| parse_seconds(video.duration.as_deref()))
         .ok_or_else(|| MediaError::NotAVideo("the file has no duration (a still image?)".into()))?;
+    if duration_seconds > MAX_DURATION_SECONDS {
+        return Err(MediaError::NotAVideo(format!(
+            "the video lasts {:.0} hours; at most {:.0} are accepted",
+            duration_seconds / 3600.0,
+            MAX_DURATION_SECONDS / 3600.0
+        )));
+    }
     // Phones store portrait video as landscape plus a rotation; ffmpeg
     // applies it when decoding, so the ladder must be cut for the rotated
     // picture.
@@ -176,20 +219,34 @@ fn parse_rate(text: &str) -> Option<f64> {
     (rate.is_finite() && rate > 0.0 && rate <= 240.0).then_some(rate)
 }
 
+/// The options that open an original, for ffprobe and ffmpeg alike: only
+/// local files, only [`ALLOWED_CONTAINERS`], and at most [`PROBE_BYTES`]
+/// read to identify its streams.
+pub fn input_args(input: &Path) -> Vec<String> {
+    vec![
+        "-protocol_whitelist".into(),
+        "file".into(),
+        "-format_whitelist".into(),
+        ALLOWED_CONTAINERS.join(","),
+        "-probesize".into(),
+        PROBE_BYTES.to_string(),
+        "-i".into(),
+        path(input),
+    ]
+}
+
 /// The ffprobe arguments for `input`.
 pub fn probe_args(input: &Path) -> Vec<String> {
-    [
+    let mut args = strings(&[
         "-v",
         "error",
         "-print_format",
         "json",
         "-show_format",
         "-show_streams",
-    ]
-    .into_iter()
-    .map(String::from)
-    .chain([path(input)])
-    .collect()
+    ]);
+    args.extend(input_args(input));
+    args
 }
 
 /// The one-pass ffmpeg command that writes the whole ladder as HLS into
@@ -225,11 +282,8 @@ pub fn ladder_args(
         ));
     }
 
-    let mut args: Vec<String> = ["-hide_banner", "-nostdin", "-y", "-loglevel", "error", "-i"]
-        .into_iter()
-        .map(String::from)
-        .collect();
-    args.push(path(input));
+    let mut args = strings(&["-hide_banner", "-nostdin", "-y", "-loglevel", "error"]);
+    args.extend(input_args(input));
     args.extend(["-filter_complex".into(), graph]);
     for i in 0..n {
         args.extend(["-map".into(), format!("[v{i}]")]);
@@ -333,7 +387,7 @@ pub fn thumbnail_args(input: &Path, output: &Path, media: &MediaInfo) -> Vec<Str
         "-ss",
     ]);
     args.push(format!("{at:.3}"));
-    args.extend(["-i".into(), path(input)]);
+    args.extend(input_args(input));
     args.extend(strings(&[
         "-frames:v",
         "1",
@@ -375,7 +429,13 @@ pub async fn probe(input: &Path) -> Result<MediaInfo, MediaError> {
                 detail: format!("{} {stderr}", output.status),
             });
         }
-        return Err(MediaError::NotAVideo(if stderr.is_empty() {
+        return Err(MediaError::NotAVideo(if stderr.contains("not on whitelist") {
+            format!(
+                "not a video container we accept (playlists, concat scripts and image \
+                 sequences are refused; accepted: MP4/MOV, MKV/WebM, AVI, MPEG-TS, FLV, \
+                 MPEG-PS, ASF/WMV, Ogg): {stderr}"
+            )
+        } else if stderr.is_empty() {
             "ffprobe cannot read it".into()
         } else {
             stderr
@@ -491,6 +551,59 @@ mod tests {
             "tags": {"rotate": "270"}}], "format": {"duration": "1"}}"#;
         let media = parse_probe(tagged.as_bytes()).unwrap();
         assert_eq!((media.width, media.height), (480, 640));
+    }
+
+    #[test]
+    fn refuses_what_is_beyond_the_caps() {
+        let refusal = |json: String| match parse_probe(json.as_bytes()) {
+            Err(MediaError::NotAVideo(why)) => why,
+            other => panic!("accepted {json}: {other:?}"),
+        };
+        let huge = r#"{"streams": [{"codec_type": "video", "width": 100000, "height": 100000}],
+            "format": {"duration": "1"}}"#;
+        assert!(refusal(huge.into()).contains("100000x100000"));
+        let endless = r#"{"streams": [{"codec_type": "video", "width": 640, "height": 360}],
+            "format": {"duration": "86400"}}"#;
+        assert!(refusal(endless.into()).contains("24 hours"));
+        let stream = r#"{"codec_type": "data"}"#;
+        let crowded = format!(
+            r#"{{"streams": [{{"codec_type": "video", "width": 640, "height": 360}}, {}],
+            "format": {{"duration": "1"}}}}"#,
+            vec![stream; MAX_STREAMS].join(",")
+        );
+        assert!(refusal(crowded).contains("streams"));
+        // At the caps themselves: accepted.
+        let widest = format!(
+            r#"{{"streams": [{{"codec_type": "video", "width": {MAX_SIDE}, "height": 4320}}],
+            "format": {{"duration": "{MAX_DURATION_SECONDS}"}}}}"#
+        );
+        assert!(parse_probe(widest.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn every_command_opens_the_original_through_the_allow_lists() {
+        let input = Path::new("/work/job/original");
+        let media = media_720p();
+        let ladder = RenditionLadder::for_source(1280, 720).unwrap();
+        for args in [
+            probe_args(input),
+            ladder_args(input, Path::new("/out"), &ladder, &media, "veryfast"),
+            thumbnail_args(input, Path::new("/out/poster.jpg"), &media),
+        ] {
+            let at = args.iter().position(|a| a == "-i").expect("an input");
+            assert_eq!(args[at + 1], "/work/job/original");
+            assert_eq!(args.iter().filter(|a| *a == "-i").count(), 1, "{args:?}");
+            let before = &args[..at];
+            let value_of = |option: &str| {
+                let i = before.iter().position(|a| a == option)?;
+                before.get(i + 1).cloned()
+            };
+            assert_eq!(value_of("-protocol_whitelist").as_deref(), Some("file"));
+            let formats = value_of("-format_whitelist").expect("a format allow-list");
+            for refused in ["hls", "dash", "concat", "image2", "lavfi"] {
+                assert!(!formats.split(',').any(|f| f == refused), "{formats}");
+            }
+        }
     }
 
     #[test]

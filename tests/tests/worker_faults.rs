@@ -313,3 +313,65 @@ async fn the_outbox_relay_announces_uploads_stranded_without_an_event() {
         assert_eq!(s.db.traces(&id).await.unwrap().unsent, unsent, "{id}");
     }
 }
+
+/// Uploads are untrusted. A playlist or concat script disguised as a video
+/// would make ffmpeg open what it names: an HTTP URL inside the cluster
+/// (request forgery) or a local file. Each is refused as a container we do
+/// not accept, and nothing it names is opened: the HTTP server sees no
+/// connection, and the local files, real video a followed reference would
+/// have transcoded, are not transcoded.
+#[tokio::test]
+async fn playlists_and_concat_scripts_are_refused_without_opening_what_they_name() {
+    let s = setup(2).await;
+    let dir = tempfile::tempdir().unwrap();
+    let segment = dir.path().join("segment.ts");
+    let clip = dir.path().join("clip.mp4");
+    std::fs::write(&clip, &s.clip).unwrap();
+    clips::ffmpeg(&[
+        "-i",
+        clip.to_str().unwrap(),
+        "-c",
+        "copy",
+        "-f",
+        "mpegts",
+        segment.to_str().unwrap(),
+    ])
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let connections = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = connections.clone();
+    tokio::spawn(async move {
+        while listener.accept().await.is_ok() {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    });
+    let playlist = |entry: String| {
+        format!("#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2.0,\n{entry}\n#EXT-X-ENDLIST\n")
+    };
+    let hostile = [
+        playlist(format!("http://127.0.0.1:{port}/segment.ts")),
+        playlist(format!("file://{}", segment.display())),
+        format!("ffconcat version 1.0\nfile '{}'\n", clip.display()),
+    ];
+    let worker = s.worker(&[SESSION]).await;
+    let mut uploads = Vec::new();
+    for bytes in hostile {
+        uploads.push(s.upload(bytes.into_bytes()).await);
+    }
+    for upload in &uploads {
+        let settled = settled(&s.db, upload, &worker).await;
+        assert_eq!(settled["status"], "failed", "{settled}");
+        let reason = settled["failure_reason"].as_str().unwrap();
+        assert!(
+            reason.contains("not a video container we accept"),
+            "{reason}"
+        );
+    }
+    assert_eq!(
+        connections.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "ffmpeg fetched a URL named in an upload"
+    );
+    assert_eq!(worker.metric("xtream_worker_jobs_failed_total").await, 3.0);
+}
