@@ -148,3 +148,52 @@ async fn original_listing_pages_with_a_cursor_header_newest_first() {
     // Every video is a row, and every row is listed.
     assert_eq!(stack.db.row_counts().await.unwrap()[0], 5);
 }
+
+/// The original `GET /videos` listed every video. With more than the
+/// largest page (100) stored, the bare array still holds them all, newest
+/// first: it is written page by page, not cut at the first.
+#[tokio::test]
+async fn original_listing_without_a_limit_holds_every_video() {
+    let stack = Stack::start().await.unwrap();
+    let client = stack.db.connect().await.unwrap();
+    let stored = 250;
+    client
+        .execute(
+            "INSERT INTO videos (id, title, filename, size, content_type, status) \
+             SELECT gen_random_uuid(), 'Stored ' || n, 'clip.mp4', n, 'video/mp4', 'uploaded' \
+             FROM generate_series(1, $1::int) AS n ORDER BY n",
+            &[&stored],
+        )
+        .await
+        .unwrap();
+    let response = stack
+        .platform
+        .client
+        .get(stack.platform.url("/videos"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(response.headers().get("x-next-cursor").is_none());
+    let all: Vec<Value> = response.json().await.unwrap();
+    let titles: Vec<String> = all
+        .iter()
+        .map(|v| v["title"].as_str().unwrap().to_owned())
+        .collect();
+    let newest_first: Vec<String> = (1..=stored).rev().map(|n| format!("Stored {n}")).collect();
+    assert_eq!(titles, newest_first);
+
+    // Filters still apply to the whole list, and a bad one is still a 400.
+    let (status, none) = stack
+        .platform
+        .get_json("/videos?status=ready")
+        .await
+        .unwrap();
+    assert_eq!((status, none), (200, Value::Array(vec![])));
+    let (status, _) = stack
+        .platform
+        .get_json("/videos?status=nonsense")
+        .await
+        .unwrap();
+    assert_eq!(status, 400);
+}

@@ -46,11 +46,59 @@ impl Page {
     }
 }
 
+/// One JSON array written in pieces: the whole catalog as the original
+/// `GET /videos` answered it, sent page by page so that neither side holds
+/// it all.
+#[derive(Debug, Default)]
+pub struct ArrayWriter {
+    started: bool,
+}
+
+impl ArrayWriter {
+    /// The opening bracket.
+    pub fn open(&self) -> &'static [u8] {
+        b"["
+    }
+
+    /// The next `items`, each after a comma unless it is the first of all.
+    pub fn items<T: Serialize>(&mut self, items: &[T]) -> Result<Vec<u8>, ApiError> {
+        let mut out = Vec::new();
+        for item in items {
+            if self.started {
+                out.push(b',');
+            }
+            serde_json::to_writer(&mut out, item)
+                .map_err(|e| ApiError::internal(format!("cannot encode a video: {e}")))?;
+            self.started = true;
+        }
+        Ok(out)
+    }
+
+    /// The closing bracket.
+    pub fn close(&self) -> &'static [u8] {
+        b"]"
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::VideoId;
     use crate::metadata::{ListQuery, decode_cursor};
+
+    #[test]
+    fn an_array_written_in_pieces_is_one_array() {
+        for pages in [vec![], vec![vec![]], vec![vec![1], vec![], vec![2, 3], vec![4]]] {
+            let mut writer = ArrayWriter::default();
+            let mut bytes = writer.open().to_vec();
+            for page in &pages {
+                bytes.extend(writer.items(page).unwrap());
+            }
+            bytes.extend(writer.close());
+            let parsed: Vec<i32> = serde_json::from_slice(&bytes).unwrap();
+            assert_eq!(parsed, pages.concat());
+        }
+    }
 
     fn row(position: i64) -> (String, i64) {
         let json = serde_json::json!({

@@ -2,7 +2,10 @@
 
 use crate::db::{self, Metadata};
 use crate::storage::ObjectStore;
-use xtream_core::catalog::Page;
+use crate::http::respond_error;
+use futures::SinkExt;
+use spin_sdk::http::{Fields, OutgoingResponse, ResponseOutparam};
+use xtream_core::catalog::{ArrayWriter, Page};
 use xtream_core::metadata::{self, ListQuery};
 use xtream_core::{ApiError, VideoId, VideoRecord, keys};
 
@@ -14,6 +17,50 @@ pub fn page(db: &Metadata, query: &ListQuery) -> Result<Page, ApiError> {
         .map(|row| Ok((db::text(row, 0)?, db::int64(row, 1)?)))
         .collect::<Result<Vec<_>, ApiError>>()?;
     Page::from_rows(rows, query.limit)
+}
+
+/// Answers every video `query` matches (its `limit` is the page size used
+/// underneath) as one JSON array, written page by page: the original
+/// `GET /videos` listed everything, and a catalog of any size must neither
+/// be cut at a page nor be held in memory. A failure before the first byte
+/// is an error answer; one later ends the body without its closing
+/// bracket, so the client sees an incomplete array rather than a short one.
+pub async fn respond_all(out: ResponseOutparam, mut query: ListQuery) {
+    let first = db::open().and_then(|db| Ok((page(&db, &query)?, db)));
+    let (mut current, db) = match first {
+        Ok(opened) => opened,
+        Err(error) => return respond_error(out, &error).await,
+    };
+    let headers = Fields::from_list(&[("content-type".to_owned(), b"application/json".to_vec())])
+        .expect("a valid header");
+    let response = OutgoingResponse::new(headers);
+    let mut sink = response.take_body();
+    out.set(response);
+    let mut array = ArrayWriter::default();
+    if sink.send(array.open().to_vec()).await.is_err() {
+        return;
+    }
+    loop {
+        let chunk = match array.items(&current.videos) {
+            Ok(chunk) => chunk,
+            Err(error) => return eprintln!("listing stopped: {}", error.message),
+        };
+        if sink.send(chunk).await.is_err() {
+            return; // the client went away
+        }
+        let Some(cursor) = current.next_cursor.take() else {
+            break;
+        };
+        let next = metadata::decode_cursor(&cursor).and_then(|position| {
+            query.before_position = Some(position);
+            page(&db, &query)
+        });
+        current = match next {
+            Ok(next) => next,
+            Err(error) => return eprintln!("listing stopped after a page: {}", error.message),
+        };
+    }
+    let _ = sink.send(array.close().to_vec()).await;
 }
 
 /// The record of `id`, or a 404.

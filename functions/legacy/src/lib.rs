@@ -1,6 +1,7 @@
 //! The original Xtream routes, kept for existing clients:
-//! `POST /upload` (multipart field `video`), `GET /videos` (a JSON array,
-//! newest first) and `GET /video/{id}`. Uploads need an API key, like
+//! `POST /upload` (multipart field `video`), `GET /videos` (a JSON array of
+//! every video, newest first; `limit`/`cursor` ask for one page) and
+//! `GET /video/{id}`. Uploads need an API key, like
 //! `POST /api/videos`.
 
 use spin_sdk::http::{IncomingRequest, ResponseOutparam};
@@ -23,9 +24,18 @@ async fn handle(request: IncomingRequest, out: ResponseOutparam) {
         Err(error) => return respond_error(out, &error).await,
     };
     match route {
+        // The original answered every video; asked for a page, the cursor of
+        // the next one rides in a header so the body keeps its shape.
+        LegacyRoute::List if !ListQuery::asks_for_a_page(&query) => {
+            match ListQuery::from_query(&query) {
+                Ok(mut everything) => {
+                    everything.limit = xtream_core::catalog::MAX_PAGE_SIZE;
+                    catalog::respond_all(out, everything).await
+                }
+                Err(error) => respond_error(out, &error).await,
+            }
+        }
         LegacyRoute::List => match list(&query) {
-            // The original answered a bare array; the cursor of the next page
-            // rides in a header so old clients see the same shape.
             Ok(page) => {
                 let headers: Vec<(&str, String)> = page
                     .next_cursor
@@ -50,10 +60,5 @@ async fn handle(request: IncomingRequest, out: ResponseOutparam) {
 }
 
 fn list(query: &str) -> Result<xtream_core::catalog::Page, ApiError> {
-    let mut list = ListQuery::from_query(query)?;
-    if !query.contains("limit=") {
-        // The original listed everything; give its clients the largest page.
-        list.limit = xtream_core::catalog::MAX_PAGE_SIZE;
-    }
-    catalog::page(&db::open()?, &list)
+    catalog::page(&db::open()?, &ListQuery::from_query(query)?)
 }
