@@ -36,12 +36,23 @@
 //! - [`flows`]: NetworkPolicy flow evaluation (exactly the designed flows);
 //! - [`rules`]: the project's other rules (autoscalers, NetworkPolicy and
 //!   PodDisruptionBudget selectors, settings that must agree, migrations);
+//! - [`operations`]: scratch space against the eviction budget, Jobs that
+//!   survive the next apply, presigned uploads from outside, ACME solvers;
+//! - [`hardening`]: security contexts, host access, API tokens, the
+//!   namespace's Pod Security level, disruption budgets, digests, Kafka
+//!   placement, each checked on every overlay;
+//! - [`deploy`]: apply stages (every object has one, each after what it
+//!   needs) and the images the minikube overlay runs (what k8s/minikube.sh
+//!   builds, no placeholders);
 //! - [`overlays`]: every rule applied to each overlay, and what the overlays
 //!   must contain;
 //! - [`world`]: the small valid world the unit-style tests break.
 
 mod containers;
+mod deploy;
 mod flows;
+mod hardening;
+mod operations;
 mod operators;
 mod overlays;
 mod references;

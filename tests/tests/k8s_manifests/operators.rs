@@ -130,6 +130,19 @@ pub(crate) fn pods(objects: &[Value]) -> Vec<Pod> {
                     }
                 }
             }
+            // cert-manager: an HTTP-01 solver pod per Ingress it issues a
+            // certificate for, while the challenge lasts.
+            "Ingress"
+                if !s(o, "/metadata/annotations/cert-manager.io~1cluster-issuer").is_empty()
+                    || !s(o, "/metadata/annotations/cert-manager.io~1issuer").is_empty() =>
+            {
+                out.push(Pod {
+                    owner: format!("{}:acme-solver", id(o)),
+                    namespace: ns,
+                    labels: labels(&[("acme.cert-manager.io/http01-solver", "true")]),
+                    ports: vec![("http".into(), 8089)],
+                });
+            }
             _ => {}
         }
     }

@@ -3,6 +3,10 @@
 
 use crate::containers::{hygiene_violations, image_violations};
 use crate::flows::{End, Flow, elsewhere, flow_violations, owner, tcp};
+use crate::operations::{
+    acme_solver_violations, job_template_violations, presigned_upload_violations,
+    runtime_class_violations, scratch_violations,
+};
 use crate::operators::services;
 use crate::references::reference_violations;
 use crate::render::{OVERLAYS, id, items, kind, name, render, repo_root, s};
@@ -45,6 +49,7 @@ pub(crate) fn xtream_flows() -> (Vec<Flow>, Vec<Flow>) {
     let strimzi = || elsewhere("strimzi", &[("name", "strimzi-cluster-operator")]);
     let functions = || owner("SpinApp/xtream");
     let worker = || owner("Deployment/xtream-worker");
+    let maintenance = || owner("Deployment/xtream-maintenance");
     let minio = || owner("StatefulSet/minio");
     let kafka = || owner("Kafka/xtream");
     let entity_operator = || owner("Kafka/xtream:entity-operator");
@@ -62,12 +67,17 @@ pub(crate) fn xtream_flows() -> (Vec<Flow>, Vec<Flow>) {
     let allowed = vec![
         tcp(ingress_nginx(), functions(), 80),
         tcp(ingress_nginx(), minio(), 9001),
+        tcp(ingress_nginx(), minio(), 9000), // presigned part uploads
         tcp(functions(), minio(), 9000),
         tcp(functions(), bridge(), 8080),
         tcp(functions(), prometheus(), 9090),
         tcp(bridge(), kafka(), 9092),
         tcp(worker(), kafka(), 9092),
         tcp(worker(), minio(), 9000),
+        tcp(maintenance(), kafka(), 9092),
+        tcp(maintenance(), minio(), 9000),
+        tcp(maintenance(), postgres(), 5432),
+        tcp(prometheus(), maintenance(), 9090),
         tcp(owner("Job/minio-bucket"), minio(), 9000),
         tcp(keda(), kafka(), 9092),
         tcp(kafka(), kafka(), 9090),
@@ -95,7 +105,9 @@ pub(crate) fn xtream_flows() -> (Vec<Flow>, Vec<Flow>) {
         tcp(functions(), End::External, 443), // no internet from the functions
         tcp(worker(), End::External, 443),
         tcp(worker(), functions(), 80),
-        tcp(ingress_nginx(), minio(), 9000), // the S3 API stays internal
+        tcp(maintenance(), End::External, 443),
+        tcp(maintenance(), functions(), 80),
+        tcp(maintenance(), bridge(), 8080),
         tcp(elsewhere("default", &[]), minio(), 9000),
         tcp(keda(), minio(), 9000),
         tcp(functions(), node_exporter(), 9100),
@@ -138,6 +150,11 @@ pub(crate) fn all_violations(objects: &[Value], overlay: &str) -> Vec<String> {
         ingress_upload_violations(objects),
         endpoint_violations(objects),
         migration_violations(objects),
+        scratch_violations(objects),
+        job_template_violations(objects),
+        presigned_upload_violations(objects),
+        acme_solver_violations(objects),
+        runtime_class_violations(objects),
     ]
     .concat()
 }
@@ -267,8 +284,8 @@ fn overlays_deploy_everything_the_platform_needs() {
             .collect();
         assert_eq!(
             hosts.len(),
-            2,
-            "{overlay}: the app and the MinIO console: {hosts:?}"
+            3,
+            "{overlay}: the app, the MinIO console and its S3 API: {hosts:?}"
         );
     }
 }
@@ -380,7 +397,11 @@ fn minikube_keeps_the_original_hostnames() {
         .collect();
     assert_eq!(
         hosts,
-        BTreeSet::from(["server.video.localhost", "minio-console.video.localhost"])
+        BTreeSet::from([
+            "server.video.localhost",
+            "minio-console.video.localhost",
+            "minio-api.video.localhost"
+        ])
     );
 }
 
@@ -393,4 +414,23 @@ fn minikube_script_is_valid_bash() {
         .status()
         .unwrap();
     assert!(status.success(), "bash -n {}", script.display());
+}
+
+/// The script runs once on an operator's machine, where a quoting slip costs
+/// a broken cluster: shellcheck (installed by `./x setup`) finds nothing.
+#[test]
+fn minikube_script_is_clean_under_shellcheck() {
+    let script = repo_root().join("k8s/minikube.sh");
+    let output = Command::new("shellcheck")
+        .arg("-x")
+        .arg(&script)
+        .current_dir(repo_root())
+        .output()
+        .expect("shellcheck runs (./x setup installs it)");
+    assert!(
+        output.status.success(),
+        "shellcheck -x {}:\n{}",
+        script.display(),
+        String::from_utf8_lossy(&output.stdout)
+    );
 }
