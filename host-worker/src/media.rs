@@ -429,17 +429,19 @@ pub async fn probe(input: &Path) -> Result<MediaInfo, MediaError> {
                 detail: format!("{} {stderr}", output.status),
             });
         }
-        return Err(MediaError::NotAVideo(if stderr.contains("not on whitelist") {
-            format!(
-                "not a video container we accept (playlists, concat scripts and image \
+        return Err(MediaError::NotAVideo(
+            if stderr.contains("not on whitelist") {
+                format!(
+                    "not a video container we accept (playlists, concat scripts and image \
                  sequences are refused; accepted: MP4/MOV, MKV/WebM, AVI, MPEG-TS, FLV, \
                  MPEG-PS, ASF/WMV, Ogg): {stderr}"
-            )
-        } else if stderr.is_empty() {
-            "ffprobe cannot read it".into()
-        } else {
-            stderr
-        }));
+                )
+            } else if stderr.is_empty() {
+                "ffprobe cannot read it".into()
+            } else {
+                stderr
+            },
+        ));
     }
     parse_probe(&output.stdout)
 }

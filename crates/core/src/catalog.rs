@@ -88,7 +88,11 @@ mod tests {
 
     #[test]
     fn an_array_written_in_pieces_is_one_array() {
-        for pages in [vec![], vec![vec![]], vec![vec![1], vec![], vec![2, 3], vec![4]]] {
+        for pages in [
+            vec![],
+            vec![vec![]],
+            vec![vec![1], vec![], vec![2, 3], vec![4]],
+        ] {
             let mut writer = ArrayWriter::default();
             let mut bytes = writer.open().to_vec();
             for page in &pages {

@@ -471,7 +471,8 @@ impl ListQuery {
     /// Whether a query string asks for one page (names `limit` or
     /// `cursor`) rather than, on the original `GET /videos`, everything.
     pub fn asks_for_a_page(query: &str) -> bool {
-        form_urlencoded::parse(query.as_bytes()).any(|(name, _)| name == "limit" || name == "cursor")
+        form_urlencoded::parse(query.as_bytes())
+            .any(|(name, _)| name == "limit" || name == "cursor")
     }
 
     /// Reads `limit`, `cursor`, `status` and `q` from a URL query string;
@@ -717,7 +718,9 @@ mod tests {
         assert!(ListQuery::asks_for_a_page("status=ready&limit=5"));
         assert!(ListQuery::asks_for_a_page("cursor="));
         // A word that merely contains "limit=" is not the parameter.
-        assert!(!ListQuery::asks_for_a_page("q=speed%20limit%3D30&nolimit=1"));
+        assert!(!ListQuery::asks_for_a_page(
+            "q=speed%20limit%3D30&nolimit=1"
+        ));
         assert!(!ListQuery::asks_for_a_page(""));
         for bad in ["limit=0", "limit=101", "limit=-1", "limit=ten", "limit="] {
             assert_eq!(ListQuery::from_query(bad).unwrap_err().status, 400, "{bad}");

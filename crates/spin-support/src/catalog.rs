@@ -1,8 +1,8 @@
 //! Reading and deleting videos: pages newest first, single records, delete.
 
 use crate::db::{self, Metadata};
-use crate::storage::ObjectStore;
 use crate::http::respond_error;
+use crate::storage::ObjectStore;
 use futures::SinkExt;
 use spin_sdk::http::{Fields, OutgoingResponse, ResponseOutparam};
 use xtream_core::catalog::{ArrayWriter, Page};
