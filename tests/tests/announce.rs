@@ -33,17 +33,7 @@ async fn an_upload_is_announced_once_with_its_id_as_key() {
 async fn an_upload_during_a_bridge_outage_is_kept_and_queued_later() {
     let mut stack = Stack::start().await.unwrap();
     stack.bridge.kill();
-    let dir = tempfile::tempdir().unwrap();
-    let clip = clips::mp4(dir.path(), "clip.mp4", 2, 320, 240).unwrap();
-
-    let response = stack
-        .platform
-        .upload_raw(std::fs::read(&clip).unwrap())
-        .await;
-    assert_eq!(response.status(), 503);
-    let error: Value = response.json().await.unwrap();
-    assert_eq!(error["error"]["code"], "queue_unavailable");
-    let message = error["error"]["message"].as_str().unwrap();
+    let message = upload_not_queued(&stack).await;
 
     // The video is stored and listed, and its record says what happened.
     let (_, page) = stack.platform.get_json("/api/videos").await.unwrap();
@@ -128,21 +118,9 @@ async fn the_maintenance_worker_relays_without_transcoding() {
 async fn an_upload_whose_event_the_broker_refuses_is_kept_and_queued_later() {
     let mut stack = Stack::start().await.unwrap();
     stack.kafka.stop();
-    let dir = tempfile::tempdir().unwrap();
-    let clip = clips::mp4(dir.path(), "clip.mp4", 2, 320, 240).unwrap();
-
-    let response = stack
-        .platform
-        .upload_raw(std::fs::read(&clip).unwrap())
-        .await;
-    assert_eq!(response.status(), 503);
-    let error: Value = response.json().await.unwrap();
-    assert_eq!(error["error"]["code"], "queue_unavailable");
-    let id = error["error"]["message"]
-        .as_str()
-        .and_then(|m| m.split_whitespace().nth(1))
-        .unwrap()
-        .to_owned();
+    let message = upload_not_queued(&stack).await;
+    // "video {id} was stored but could not be queued ..."
+    let id = message.split_whitespace().nth(1).unwrap().to_owned();
     let (status, video) = stack
         .platform
         .get_json(&format!("/api/videos/{id}"))
@@ -160,6 +138,21 @@ async fn an_upload_whose_event_the_broker_refuses_is_kept_and_queued_later() {
     stack.kafka.create_xtream_topics().await.unwrap();
     announced_later_exactly_once(&stack, &id).await;
     assert_eq!(stack.bridge.contract_violations(), Vec::<String>::new());
+}
+
+/// Uploads a short clip that the platform stores but cannot announce: a 503
+/// `queue_unavailable`, whose message it returns.
+async fn upload_not_queued(stack: &Stack) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let clip = clips::mp4(dir.path(), "clip.mp4", 2, 320, 240).unwrap();
+    let response = stack
+        .platform
+        .upload_raw(std::fs::read(&clip).unwrap())
+        .await;
+    assert_eq!(response.status(), 503);
+    let error: Value = response.json().await.unwrap();
+    assert_eq!(error["error"]["code"], "queue_unavailable");
+    error["error"]["message"].as_str().unwrap().to_owned()
 }
 
 /// The worker's outbox relay sends the waiting event once, and the video is

@@ -49,6 +49,19 @@ impl Client {
     }
 }
 
+/// A broker with [`TOPIC`], a bridge in front of it, and a client of the
+/// bridge (through the harness's contract-checking proxy).
+async fn bridge_with_topic() -> (Tansu, Worker, Client) {
+    let tansu = Tansu::start().await.unwrap();
+    tansu.create_topics(&[TOPIC]).await.unwrap();
+    let bridge = Worker::bridge(&tansu).await.unwrap();
+    let client = Client {
+        http: reqwest::Client::new(),
+        base: bridge.base.clone(),
+    };
+    (tansu, bridge, client)
+}
+
 /// One entry of `offsets` per record, each a partition and offset.
 fn delivered(body: &Value, records: usize) -> Vec<(i64, i64)> {
     let offsets = body["offsets"].as_array().expect("offsets");
@@ -67,13 +80,7 @@ fn delivered(body: &Value, records: usize) -> Vec<(i64, i64)> {
 
 #[tokio::test]
 async fn produces_in_all_three_formats_and_to_a_partition() {
-    let tansu = Tansu::start().await.unwrap();
-    tansu.create_topics(&[TOPIC]).await.unwrap();
-    let bridge = Worker::bridge(&tansu).await.unwrap();
-    let client = Client {
-        http: reqwest::Client::new(),
-        base: bridge.base.clone(),
-    };
+    let (tansu, bridge, client) = bridge_with_topic().await;
 
     let (status, body) = client
         .json(r#"{"records":[{"key":"k1","value":{"n":1}},{"value":{"n":2},"partition":2,"timestamp":1700000000000}]}"#)
@@ -150,13 +157,7 @@ async fn produces_in_all_three_formats_and_to_a_partition() {
 
 #[tokio::test]
 async fn refuses_as_strimzi_does() {
-    let tansu = Tansu::start().await.unwrap();
-    tansu.create_topics(&[TOPIC]).await.unwrap();
-    let bridge = Worker::bridge(&tansu).await.unwrap();
-    let client = Client {
-        http: reqwest::Client::new(),
-        base: bridge.base.clone(),
-    };
+    let (_tansu, bridge, client) = bridge_with_topic().await;
     let target = format!("/topics/{TOPIC}");
     let one = r#"{"records":[{"value":{"n":1}}]}"#;
 
@@ -241,13 +242,7 @@ async fn refuses_as_strimzi_does() {
 
 #[tokio::test]
 async fn a_record_the_broker_does_not_take_fails_inside_a_200() {
-    let mut tansu = Tansu::start().await.unwrap();
-    tansu.create_topics(&[TOPIC]).await.unwrap();
-    let bridge = Worker::bridge(&tansu).await.unwrap();
-    let client = Client {
-        http: reqwest::Client::new(),
-        base: bridge.base.clone(),
-    };
+    let (mut tansu, bridge, client) = bridge_with_topic().await;
     let one = r#"{"records":[{"value":{"n":1}},{"value":{"n":2}}]}"#;
     assert_eq!(client.json(one).await.0, 200);
 

@@ -85,7 +85,7 @@ spec:
       securityContext: {runAsNonRoot: true, runAsUser: 65534, runAsGroup: 65534, seccompProfile: {type: RuntimeDefault}}
       containers:
         - name: prometheus
-          image: quay.io/prometheus/prometheus:v3.4.0
+          image: docker.io/prom/prometheus:v3.4.0@sha256:78ed1f9050eb9eaf766af6e580230b1c4965728650e332cd1ee918c0c4699775
           securityContext: {allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: {drop: [ALL]}}
 ---
 apiVersion: apps/v1
@@ -660,7 +660,7 @@ fn images_need_a_digest_unless_excepted() {
                 o,
                 "Deployment/prometheus",
                 "/spec/template/spec/containers/0/image",
-                json!("quay.io/prometheus/prometheus-fork:v3.4.0"),
+                json!("ghcr.io/owner/xtream-worker-fork:0.1.0"),
             )
         },
         "has no digest",

@@ -51,10 +51,6 @@ pub(crate) const TAG_PINNED_IN_PRODUCTION: &[(&str, &str)] = &[
         "ghcr.io/owner/xtream-worker",
         "the project's own release; its pinning belongs to the release process",
     ),
-    (
-        "quay.io/prometheus/prometheus",
-        "no digest could be verified (overlays/production/kustomization.yaml)",
-    ),
 ];
 
 // ---------------------------------------------------------------------------
