@@ -108,6 +108,12 @@ pub enum JobError {
     /// The job's scratch directory failed.
     #[error("scratch directory: {0}")]
     Scratch(std::io::Error),
+    /// The worker itself failed on this video: a bug, which the same video
+    /// would most likely hit again.
+    #[error(
+        "the worker failed on this video (a bug; the dead letter can be replayed once fixed): {0}"
+    )]
+    Panicked(String),
 }
 
 impl JobError {
@@ -123,7 +129,10 @@ impl JobError {
             Self::Media(err) => matches!(err, MediaError::Tool { .. }),
             Self::Database(err) => err.is_transient(),
             Self::Publish(_) | Self::Scratch(_) => true,
-            Self::MissingRecord(_) | Self::MovedOn { .. } | Self::Lifecycle(_) => false,
+            Self::MissingRecord(_)
+            | Self::MovedOn { .. }
+            | Self::Lifecycle(_)
+            | Self::Panicked(_) => false,
         }
     }
 
@@ -237,9 +246,9 @@ impl Transcoder {
     pub async fn process(&self, event: &VideoUploaded, mut stop: watch::Receiver<bool>) -> JobEnd {
         let started = Instant::now();
         self.metrics.jobs_started.inc();
-        self.metrics.jobs_running.inc();
+        // Counted down on drop: a job that panics is no longer running.
+        let _running = RunningJob::count(&self.metrics.jobs_running);
         let end = self.process_until_stopped(event, &mut stop).await;
-        self.metrics.jobs_running.dec();
         match end {
             JobEnd::Ready => self.metrics.jobs_succeeded.inc(),
             JobEnd::Failed => self.metrics.jobs_failed.inc(),
@@ -488,6 +497,13 @@ impl Transcoder {
     /// a redelivery that fails and announces again, never to a failed
     /// record nobody heard of. A video deleted or finished meanwhile (its
     /// original gone, say) is skipped instead.
+    /// The job for `event` panicked: fail the video with the panic's
+    /// message, as a permanent error would (dead letter, outcome, record).
+    pub async fn fail_after_panic(&self, event: &VideoUploaded, message: String) -> JobEnd {
+        self.metrics.jobs_failed.inc();
+        self.give_up(event, &JobError::Panicked(message), 1).await
+    }
+
     async fn give_up(&self, event: &VideoUploaded, error: &JobError, attempts: u32) -> JobEnd {
         let id = event.video_id;
         match self.metadata.record(id).await {
@@ -597,6 +613,22 @@ impl Transcoder {
             Err(_) => tracing::warn!(video = %id, "job released; requeueing the record timed out"),
         }
         JobEnd::Released
+    }
+}
+
+/// One running job on the `jobs_running` gauge, for as long as it lives.
+struct RunningJob<'a>(&'a prometheus::IntGauge);
+
+impl<'a> RunningJob<'a> {
+    fn count(gauge: &'a prometheus::IntGauge) -> Self {
+        gauge.inc();
+        Self(gauge)
+    }
+}
+
+impl Drop for RunningJob<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 

@@ -24,6 +24,7 @@ mod relay;
 mod run;
 mod serve;
 mod storage;
+mod supervise;
 mod sweep;
 
 use anyhow::Context as _;

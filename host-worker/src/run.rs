@@ -22,6 +22,7 @@ use crate::metrics::{self, Metrics};
 use crate::offsets::{OffsetTracker, Partition};
 use crate::relay::Relay;
 use crate::storage::Storage;
+use crate::supervise::supervise;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
@@ -101,6 +102,9 @@ impl ConsumerContext for WorkerContext {
 }
 
 type WorkerConsumer = StreamConsumer<WorkerContext>;
+
+/// First pause before a job whose end Kafka did not take runs again.
+const UNANNOUNCED_PAUSE: Duration = Duration::from_secs(5);
 
 /// What every long-running mode serves: `/metrics` and `/health`, the
 /// outbox relay and the sweeper, on shared clients.
@@ -392,7 +396,13 @@ impl ConsumeLoop {
         let transcoder = self.transcoder.clone();
         let stop = self.hard_stop.clone();
         self.jobs.spawn(async move {
-            let end = transcoder.process(&event, stop).await;
+            let end = supervise(
+                || transcoder.process(&event, stop.clone()),
+                |message| transcoder.fail_after_panic(&event, message),
+                stop.clone(),
+                UNANNOUNCED_PAUSE,
+            )
+            .await;
             drop(slot);
             (partition, offset, id, end)
         });
@@ -429,9 +439,10 @@ impl ConsumeLoop {
         let (partition, offset, id, end) = match done {
             Ok(done) => done,
             Err(err) => {
-                // A panicking job leaves its offset unfinished, holding back
-                // the partition's commits until a restart redelivers it.
-                tracing::error!(error = %err, "a job panicked");
+                // `supervise` catches a job's panics; only one while failing
+                // the video after a panic gets here. Its offset stays
+                // unfinished until a restart redelivers the event.
+                tracing::error!(error = %err, "a job panicked while failing its video");
                 return;
             }
         };
