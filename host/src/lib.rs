@@ -152,7 +152,7 @@ impl RunningHost {
         }
 
         let engine = runtime::engine()?;
-        let cache = CompileCache::new(config.cache_dir.unwrap_or_else(CompileCache::default_dir));
+        let cache = CompileCache::new(config.cache_dir.or_else(CompileCache::default_dir));
         let components = runtime::load_components(
             &engine,
             &cache,
