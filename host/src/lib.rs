@@ -25,6 +25,7 @@
 //! ```
 
 pub mod compile_cache;
+pub mod limits;
 pub mod manifest;
 pub mod outbound;
 mod outbound_pool;

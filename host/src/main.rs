@@ -64,6 +64,13 @@ async fn main() -> Result<()> {
         println!("{USAGE}");
         return Ok(());
     };
+    match xtream_host::limits::raise_open_file_limit() {
+        Ok((before, now)) if before != now => {
+            tracing::info!(before, now, "raised the open-file limit")
+        }
+        Ok(_) => {}
+        Err(err) => tracing::warn!(%err, "cannot raise the open-file limit"),
+    }
     let host = RunningHost::start(HostConfig {
         manifest: args.manifest,
         listen: args.listen,
