@@ -136,3 +136,24 @@ async fn readiness_fails_with_wrong_credentials() {
         "{body}"
     );
 }
+
+/// A malformed setting makes the platform not ready, and readiness names it
+/// and says what to fix, where an operator looks first.
+#[tokio::test]
+async fn readiness_names_a_malformed_setting() {
+    for (name, value, says) in [
+        ("max_upload_bytes", "ten gigabytes", "max_upload_bytes"),
+        ("read_requires_key", "maybe", "read_requires_key"),
+        ("s3_public_endpoint", "s3.example.com", "s3_public_endpoint"),
+    ] {
+        let stack = Stack::start_with(&[(name, value)]).await.unwrap();
+        let (status, body) = stack.platform.get_json("/health/ready").await.unwrap();
+        assert_eq!(status, 503, "{name}: {body}");
+        assert_eq!(body["error"]["code"], "misconfigured", "{body}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains(says), "{name}: {message}");
+        // Liveness stays up: restarting does not fix a setting.
+        let (status, _) = stack.platform.get_json("/health").await.unwrap();
+        assert_eq!(status, 200);
+    }
+}

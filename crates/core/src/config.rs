@@ -49,6 +49,20 @@ impl StorageSettings {
                 problem: format!("must be an http:// or https:// URL, not {endpoint:?}"),
             });
         }
+        // Requests are signed for path-style URLs under the server's root;
+        // a path here would be signed wrong by every S3 call, and Spin's
+        // allowed_outbound_hosts (which templates this value) takes a scheme,
+        // host and port only.
+        let authority = endpoint.split_once("://").map_or("", |(_, rest)| rest);
+        if authority.contains(['/', '?', '#']) || authority.is_empty() {
+            return Err(InvalidSetting {
+                name: "s3_endpoint",
+                problem: format!(
+                    "must be the S3 server's base URL, scheme, host and port only \
+                     (like http://minio:9000; the bucket is s3_bucket), not {endpoint:?}"
+                ),
+            });
+        }
         let required = |name, value: &str| {
             if value.trim().is_empty() {
                 Err(InvalidSetting {
@@ -177,6 +191,19 @@ mod tests {
                 .name,
             "s3_public_endpoint"
         );
+    }
+
+    #[test]
+    fn the_storage_endpoint_has_no_path() {
+        for bad in [
+            "http://minio:9000/xtream",
+            "https://s3.example.com/prefix/",
+            "http://minio:9000?x=1",
+        ] {
+            let refused = StorageSettings::new(bad, "b", "r", "a", "s").unwrap_err();
+            assert_eq!(refused.name, "s3_endpoint", "{bad}");
+            assert!(refused.problem.contains("base URL"), "{refused}");
+        }
     }
 
     #[test]

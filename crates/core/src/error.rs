@@ -124,6 +124,12 @@ impl ApiError {
         Self::new(500, "internal", message)
     }
 
+    /// 503: a setting of the platform is missing or malformed, so it is not
+    /// ready to serve; the message names the setting and what to fix.
+    pub fn misconfigured(message: impl Into<String>) -> Self {
+        Self::new(503, "misconfigured", message)
+    }
+
     /// 503: object storage cannot be reached or refused the request.
     pub fn storage_unavailable(message: impl Into<String>) -> Self {
         Self::new(503, "storage_unavailable", message)

@@ -8,14 +8,29 @@ use xtream_core::config::{InvalidSetting, StorageSettings, UploadLimits};
 /// A Spin variable of this component; a missing one is a misconfiguration.
 pub fn variable(name: &str) -> Result<String, ApiError> {
     variables::get(name).map_err(|e| {
-        ApiError::internal(format!(
+        ApiError::misconfigured(format!(
             "the platform is misconfigured: variable {name}: {e}"
         ))
     })
 }
 
 fn misconfigured(err: InvalidSetting) -> ApiError {
-    ApiError::internal(format!("the platform is misconfigured: {err}"))
+    ApiError::misconfigured(format!("the platform is misconfigured: {err}"))
+}
+
+/// Reads and checks the settings the components share, so that readiness
+/// names the first one that is wrong (and what to fix) before a request
+/// meets it. `api_keys` is left out: it is a secret the health component
+/// has no other use for, and the write routes name it when it is wrong.
+pub fn check_settings() -> Result<(), ApiError> {
+    storage_settings()?;
+    public_endpoint()?;
+    upload_limits()?;
+    read_requires_key()?;
+    for name in ["kafka_bridge_url", "uploads_topic"] {
+        variable(name)?;
+    }
+    crate::db::address().map(drop)
 }
 
 /// Where the object store is and how to sign for it.

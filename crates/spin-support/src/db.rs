@@ -18,17 +18,21 @@ pub struct Metadata(Connection);
 /// Opens a connection to the database the Spin variables name
 /// (`db_host`, `db_port`, `db_name`, `db_user`, `db_password`, `db_sslmode`).
 pub fn open() -> Result<Metadata, ApiError> {
-    let address = metadata::connection_string(&[
+    Connection::open(&address()?)
+        .map(Metadata)
+        .map_err(|e| to_api_error(&e))
+}
+
+/// The connection string the `db_*` variables make.
+pub fn address() -> Result<String, ApiError> {
+    Ok(metadata::connection_string(&[
         ("host", variable("db_host")?),
         ("port", variable("db_port")?),
         ("dbname", variable("db_name")?),
         ("user", variable("db_user")?),
         ("password", variable("db_password")?),
         ("sslmode", variable("db_sslmode")?),
-    ]);
-    Connection::open(&address)
-        .map(Metadata)
-        .map_err(|e| to_api_error(&e))
+    ]))
 }
 
 impl Metadata {

@@ -64,7 +64,7 @@ impl ObjectStore {
     /// A client for the bucket in `settings` (no I/O).
     pub fn new(settings: &StorageSettings) -> Result<Self, ApiError> {
         let misconfigured =
-            |why: String| ApiError::internal(format!("the platform is misconfigured: {why}"));
+            |why: String| ApiError::misconfigured(format!("the platform is misconfigured: {why}"));
         let endpoint = settings
             .endpoint
             .parse()
@@ -395,7 +395,7 @@ impl ObjectStore {
     /// put into URLs, never called from here.
     pub fn part_signer(&self, public_endpoint: &str) -> Result<PartSigner, ApiError> {
         let endpoint = public_endpoint.parse().map_err(|e| {
-            ApiError::internal(format!(
+            ApiError::misconfigured(format!(
                 "the platform is misconfigured: s3_public_endpoint: {e}"
             ))
         })?;
@@ -405,7 +405,7 @@ impl ObjectStore {
             self.bucket.name().to_owned(),
             self.bucket.region().to_owned(),
         )
-        .map_err(|e| ApiError::internal(format!("the platform is misconfigured: {e}")))?;
+        .map_err(|e| ApiError::misconfigured(format!("the platform is misconfigured: {e}")))?;
         Ok(PartSigner {
             bucket,
             credentials: self.credentials.clone(),

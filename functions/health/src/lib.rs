@@ -1,5 +1,6 @@
-//! `GET /health` (liveness: no I/O) and `GET /health/ready` (readiness: the
-//! bucket and the metadata database answer).
+//! `GET /health` (liveness: no I/O) and `GET /health/ready` (readiness:
+//! every setting is well-formed, the bucket and the metadata database
+//! answer).
 
 use serde_json::json;
 use spin_sdk::http::{IncomingRequest, ResponseOutparam};
@@ -20,6 +21,7 @@ async fn handle(request: IncomingRequest, out: ResponseOutparam) {
 }
 
 async fn ready() -> Result<serde_json::Value, ApiError> {
+    xtream_spin::config::check_settings()?;
     open_store()?.check_bucket().await?;
     xtream_spin::db::open()?.check()?;
     Ok(json!({"status": "ready"}))
