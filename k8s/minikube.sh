@@ -94,6 +94,10 @@ start_cluster() {
     kubectl -n ingress-nginx wait job/ingress-nginx-admission-create job/ingress-nginx-admission-patch \
         --for=condition=Complete --timeout "$WAIT"
     kubectl -n ingress-nginx rollout status deployment/ingress-nginx-controller --timeout "$WAIT"
+    # Slow clients: the controller, not Spin, times out stalled heads and
+    # bodies (k8s/ingress-controller/slow-clients.yaml). nginx reloads its
+    # configuration when the ConfigMap changes; no restart.
+    kubectl apply -f "$ROOT/k8s/ingress-controller/slow-clients.yaml"
     kubectl -n kube-system rollout status deployment/metrics-server --timeout "$WAIT"
 }
 

@@ -565,6 +565,44 @@ spec: {createDeployment: true, deploymentConfig: {runtimeClassName: shim}}
     );
 }
 
+/// Under SpinKube nothing but the ingress controller ends a client that
+/// stalls mid-head or mid-body (Spin sets no such timeout): its settings
+/// exist, are applied by k8s/minikube.sh, and end stalls as soon as the
+/// embedded host does.
+#[test]
+fn the_ingress_controller_times_out_slow_clients_like_the_host() {
+    let file = "k8s/ingress-controller/slow-clients.yaml";
+    let text = std::fs::read_to_string(crate::render::repo_root().join(file)).unwrap();
+    let objects = parse_yaml(&text);
+    assert_eq!(
+        crate::schema::schema_violations(&objects),
+        Vec::<String>::new()
+    );
+    let settings = objects
+        .iter()
+        .find(|o| id(o) == "ConfigMap/ingress-nginx-controller" && namespace(o) == "ingress-nginx")
+        .expect("the controller's ConfigMap");
+    let seconds = |key: &str| -> u64 {
+        s(settings, &format!("/data/{key}"))
+            .parse()
+            .unwrap_or_else(|_| panic!("{key} is not a number of seconds"))
+    };
+    assert_eq!(
+        seconds("client-header-timeout"),
+        xtream_host::HEADER_READ_TIMEOUT.as_secs()
+    );
+    assert_eq!(
+        seconds("client-body-timeout"),
+        xtream_host::DEFAULT_BODY_IDLE_TIMEOUT.as_secs()
+    );
+    let script =
+        std::fs::read_to_string(crate::render::repo_root().join("k8s/minikube.sh")).unwrap();
+    assert!(
+        script.contains(file),
+        "k8s/minikube.sh does not apply {file}"
+    );
+}
+
 #[test]
 fn quantities() {
     assert_eq!(quantity_bytes("24Gi"), Some(24 << 30));
