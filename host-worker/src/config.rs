@@ -25,7 +25,8 @@
 //! | `XTREAM_WORK_DIR` | the system temp dir | Where jobs keep their files while they run. |
 //! | `XTREAM_KAFKA_SESSION_TIMEOUT` | `45s` | How long the group waits for a worker that stopped heartbeating (crashed) before its partitions move. |
 //! | `XTREAM_UPLOAD_TTL` | `24h` | A resumable upload still open after this long (or past its own expiry) is aborted and its parts freed. |
-//! | `XTREAM_SWEEP_EVERY` | a quarter of the above, 1 s–10 min | How often the sweeper looks for abandoned uploads and unfinished deletions. |
+//! | `XTREAM_SWEEP_EVERY` | a quarter of the above, 1 s–10 min | How often the sweeper looks for abandoned uploads, unfinished deletions and abandoned jobs. |
+//! | `XTREAM_JOB_LEASE` | `10m` | A running job renews its video's lease every fifth of this; a video in `queued` or `transcoding` whose lease ran out is queued again (its job died without its event coming back). |
 //! | `XTREAM_BRIDGE_LISTEN` | `0.0.0.0:8080` | Bridge mode: the Kafka Bridge REST API. |
 //! | `XTREAM_BRIDGE_DELIVERY_TIMEOUT` | `5s` | Bridge mode: how long a record waits for the broker's acknowledgement before its `offsets` entry says it failed (500). |
 
@@ -99,6 +100,9 @@ pub struct WorkerConfig {
     pub upload_ttl: Duration,
     /// Period of the upload sweeper.
     pub sweep_every: Duration,
+    /// How long a video's job may go without renewing its lease before
+    /// the video is queued again.
+    pub job_lease: Duration,
 }
 
 /// Everything `xtream-worker migrate` needs.
@@ -264,6 +268,13 @@ impl WorkerConfig {
         // TTL; an idle sweep costs two indexed queries.
         let default_sweep =
             (upload_ttl / 4).clamp(Duration::from_secs(1), Duration::from_secs(600));
+        let job_lease = env.duration("XTREAM_JOB_LEASE", Duration::from_secs(600))?;
+        if job_lease < Duration::from_secs(5) {
+            return Err(ConfigError {
+                name: "XTREAM_JOB_LEASE",
+                problem: "must be at least 5s (jobs renew it every fifth)".into(),
+            });
+        }
         let x264_preset = env.or("XTREAM_X264_PRESET", "veryfast");
         if !X264_PRESETS.contains(&x264_preset.as_str()) {
             return Err(ConfigError {
@@ -297,6 +308,7 @@ impl WorkerConfig {
                 .duration("XTREAM_KAFKA_SESSION_TIMEOUT", Duration::from_secs(45))?,
             upload_ttl,
             sweep_every: env.duration("XTREAM_SWEEP_EVERY", default_sweep)?,
+            job_lease,
         })
     }
 }

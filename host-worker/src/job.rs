@@ -233,6 +233,8 @@ pub struct Transcoder {
     /// Counters.
     pub metrics: Arc<Metrics>,
     /// x264 preset.
+    /// How long the job may go without renewing its video's lease.
+    pub job_lease: Duration,
     pub x264_preset: String,
     /// Tries per job.
     pub max_attempts: u32,
@@ -248,7 +250,12 @@ impl Transcoder {
         self.metrics.jobs_started.inc();
         // Counted down on drop: a job that panics is no longer running.
         let _running = RunningJob::count(&self.metrics.jobs_running);
-        let end = self.process_until_stopped(event, &mut stop).await;
+        // The lease is renewed for as long as the job runs, retries and
+        // waits included, and no longer: the renewal ends with the job.
+        let end = tokio::select! {
+            end = self.process_until_stopped(event, &mut stop) => end,
+            never = self.keep_lease(event.video_id) => match never {},
+        };
         match end {
             JobEnd::Ready => self.metrics.jobs_succeeded.inc(),
             JobEnd::Failed => self.metrics.jobs_failed.inc(),
@@ -497,6 +504,23 @@ impl Transcoder {
     /// a redelivery that fails and announces again, never to a failed
     /// record nobody heard of. A video deleted or finished meanwhile (its
     /// original gone, say) is skipped instead.
+    /// Renews video `id`'s job lease every fifth of the lease, forever; a
+    /// failed renewal is only logged (the next one may pass, and a lease
+    /// that runs out costs a second transcode, not a lost video).
+    async fn keep_lease(&self, id: VideoId) -> std::convert::Infallible {
+        let every = self.job_lease / 5;
+        loop {
+            tokio::time::sleep(every).await;
+            if let Err(err) = self
+                .metadata
+                .execute(&xtream_core::metadata::renew_job_lease(id))
+                .await
+            {
+                tracing::warn!(video = %id, error = %err, "cannot renew the job's lease");
+            }
+        }
+    }
+
     /// The job for `event` panicked: fail the video with the panic's
     /// message, as a permanent error would (dead letter, outcome, record).
     pub async fn fail_after_panic(&self, event: &VideoUploaded, message: String) -> JobEnd {

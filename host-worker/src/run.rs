@@ -162,6 +162,8 @@ impl Maintenance {
             storage: storage.clone(),
             metadata: metadata.clone(),
             ttl: config.upload_ttl,
+            job_lease: config.job_lease,
+            uploads_topic: config.kafka.uploads_topic.clone(),
         };
         let sweeping = tokio::spawn(sweeper.run(config.sweep_every, stop_rx));
         Ok(Self {
@@ -229,6 +231,7 @@ pub async fn run(config: WorkerConfig) -> Result<(), StartError> {
             dead_letter: config.kafka.dead_letter_topic.clone(),
         },
         metrics: maintenance.metrics.clone(),
+        job_lease: config.job_lease,
         x264_preset: config.x264_preset.clone(),
         max_attempts: config.max_attempts,
         work_dir: config.work_dir.clone(),

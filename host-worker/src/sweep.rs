@@ -13,7 +13,13 @@
 //! finishes it a minute later: every object under the video's prefix, then
 //! the deletion record.
 //!
-//! Cost of an idle sweep: two indexed queries. Several workers may sweep at
+//! Abandoned jobs: a job renews its video's lease (`updated_at`) while it
+//! runs. A video in `queued` or `transcoding` whose lease ran out lost its
+//! job without its event coming back for another worker (a committed
+//! offset, a crash between steps): it is queued again, with a new event in
+//! the outbox, in one statement that a job renewing meanwhile wins.
+//!
+//! Cost of an idle sweep: three indexed queries. Several workers may sweep at
 //! once; every step is idempotent.
 
 use crate::db::{self, DbError, Metadata};
@@ -38,6 +44,8 @@ pub struct SweepReport {
     pub aborted: usize,
     /// Deleted videos whose objects were removed.
     pub deletions_finished: usize,
+    /// Videos whose job was gone, queued again.
+    pub jobs_requeued: usize,
     /// Sessions or deletions that failed, left for the next sweep.
     pub failed: usize,
 }
@@ -61,6 +69,10 @@ pub struct Sweeper {
     pub metadata: Metadata,
     /// Age after which a session counts as abandoned, even before its expiry.
     pub ttl: Duration,
+    /// A job's lease: past it without renewal, its video is queued again.
+    pub job_lease: Duration,
+    /// Where queued-again videos are announced (the uploads topic).
+    pub uploads_topic: String,
 }
 
 impl Sweeper {
@@ -118,6 +130,32 @@ impl Sweeper {
                 Ok(()) => report.deletions_finished += 1,
                 Err(err) => {
                     tracing::warn!(video = %id, error = %err, "cannot finish a deletion; next sweep tries again");
+                    report.failed += 1;
+                }
+            }
+        }
+        let lease = self.job_lease.as_secs();
+        for row in self
+            .metadata
+            .query(&metadata::select_abandoned_jobs(lease, SWEEP_BATCH))
+            .await?
+        {
+            let record = match db::record_of(&row) {
+                Ok(record) => record,
+                Err(err) => {
+                    tracing::warn!(error = %err, "skipping an unreadable record");
+                    continue;
+                }
+            };
+            let requeue = metadata::requeue_abandoned_job(&record, &self.uploads_topic, lease);
+            match self.metadata.query(&requeue).await {
+                Ok(rows) if !rows.is_empty() => {
+                    tracing::warn!(video = %record.id, status = record.status.as_str(), "its job stopped renewing its lease; queued again");
+                    report.jobs_requeued += 1;
+                }
+                Ok(_) => {} // renewed or moved on since it was read
+                Err(err) => {
+                    tracing::warn!(video = %record.id, error = %err, "cannot queue an abandoned video again; next sweep tries again");
                     report.failed += 1;
                 }
             }

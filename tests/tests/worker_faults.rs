@@ -7,7 +7,7 @@ use std::time::Duration;
 use xtream_core::VideoRecord;
 use xtream_core::events::{DEAD_LETTER_TOPIC, RESULTS_TOPIC, UPLOADS_TOPIC};
 use xtream_tests::worker::{
-    GROUP, corrupt_bytes, mark_announced, migrate, store_upload, wait_for_status,
+    GROUP, corrupt_bytes, mark_announced, migrate, record, store_upload, wait_for_status,
 };
 use xtream_tests::{Bucket, Garage, Postgres, Tansu, Worker, clips};
 
@@ -374,4 +374,62 @@ async fn playlists_and_concat_scripts_are_refused_without_opening_what_they_name
         "ffmpeg fetched a URL named in an upload"
     );
     assert_eq!(worker.metric("xtream_worker_jobs_failed_total").await, 3.0);
+}
+
+/// A video whose job died without its event coming back (committed, or
+/// lost with a broker) would stay `transcoding` forever. Jobs renew a lease
+/// while they run; the sweeper queues a video whose lease ran out again,
+/// and it is transcoded. One whose job still renews is left alone.
+#[tokio::test]
+async fn a_video_whose_job_stopped_renewing_its_lease_is_queued_again() {
+    let s = setup(2).await;
+    let bucket = s.garage.bucket();
+    let abandoned = store_upload(&bucket, &s.db, s.clip.clone(), Duration::ZERO)
+        .await
+        .unwrap();
+    let running = store_upload(&bucket, &s.db, s.clip.clone(), Duration::ZERO)
+        .await
+        .unwrap();
+    let client = s.db.connect().await.unwrap();
+    for (record, last_renewed) in [(&abandoned, "1 hour"), (&running, "1 second")] {
+        let id = record.id.to_string();
+        // Its event was handled (sent and committed) and its job is gone.
+        mark_announced(&s.db, &id).await.unwrap();
+        client
+            .execute(
+                "UPDATE videos SET status = 'transcoding', \
+                 updated_at = now() - $2::text::interval WHERE id = $1::text::uuid",
+                &[&id, &last_renewed],
+            )
+            .await
+            .unwrap();
+    }
+
+    let worker = s
+        .worker(&[
+            SESSION,
+            ("XTREAM_JOB_LEASE", "10m"),
+            ("XTREAM_SWEEP_EVERY", "1s"),
+            ("XTREAM_RELAY_AFTER", "0s"),
+            ("XTREAM_RELAY_EVERY", "1s"),
+        ])
+        .await;
+    let ready = settled(&s.db, &abandoned, &worker).await;
+    assert_eq!(ready["status"], "ready", "{ready}");
+    let uploads = s
+        .tansu
+        .records(UPLOADS_TOPIC, 1, Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(uploads.len(), 1, "announced again once: {uploads:?}");
+    assert_eq!(uploads[0].json()["video_id"], abandoned.id.to_string());
+    let untouched = record(&s.db, &running.id.to_string())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(untouched["status"], "transcoding", "{untouched}");
+    assert_eq!(
+        s.db.traces(&running.id.to_string()).await.unwrap().outbox,
+        1
+    );
 }

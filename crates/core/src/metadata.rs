@@ -354,6 +354,66 @@ pub fn select_unfinished_deletions(after_seconds: u64, limit: u64) -> Statement 
     s
 }
 
+/// Keeps the lease of the job working on video `id`: a job in progress
+/// touches its row's `updated_at` every so often, so that a row in `queued`
+/// or `transcoding` that nobody touched for a lease's length belongs to a
+/// job that is gone ([`select_abandoned_jobs`]).
+pub fn renew_job_lease(id: VideoId) -> Statement {
+    let mut s = Statement::default();
+    let id = s.bind(Param::Uuid(id));
+    s.sql = format!(
+        "UPDATE videos SET updated_at = now() \
+         WHERE id = {id} AND status IN ('queued', 'transcoding')"
+    );
+    s
+}
+
+/// Videos a job took (`queued`, `transcoding`) whose lease ran out
+/// `lease_seconds` ago: the job died without its event coming back (its
+/// offset was committed, or it was dead-lettered by mistake). Rows
+/// `(record json)`, longest forgotten first.
+pub fn select_abandoned_jobs(lease_seconds: u64, limit: u64) -> Statement {
+    let mut s = Statement::default();
+    let lease = s.bind(bigint(lease_seconds));
+    let limit = s.bind(bigint(limit));
+    s.sql = format!(
+        "SELECT {RECORD_JSON} FROM videos \
+         WHERE status IN ('queued', 'transcoding') \
+           AND updated_at < now() - {lease} * interval '1 second' \
+         ORDER BY updated_at LIMIT {limit}"
+    );
+    s
+}
+
+/// Queues video `record` again, with its `video.uploaded` event in the
+/// outbox (the relay sends it), in one statement, and only if its lease is
+/// still out: a job that renewed it since [`select_abandoned_jobs`] read it
+/// keeps it. One row `(outbox id)` when it was queued again.
+pub fn requeue_abandoned_job(record: &VideoRecord, topic: &str, lease_seconds: u64) -> Statement {
+    let mut s = Statement::default();
+    let id = s.bind(Param::Uuid(record.id));
+    let lease = s.bind(bigint(lease_seconds));
+    let detail = s.bind(Param::Text(
+        "queued again: the worker transcoding it stopped reporting".into(),
+    ));
+    let topic = s.bind(Param::Text(topic.to_owned()));
+    let key = s.bind(Param::Text(record.id.to_string()));
+    let payload = s.bind(Param::Jsonb(
+        serde_json::to_value(VideoUploaded::of(record)).expect("an event always serialises"),
+    ));
+    s.sql = format!(
+        "WITH moved AS (\
+           UPDATE videos SET status = 'queued', status_detail = {detail}, updated_at = now() \
+           WHERE id = {id} AND status IN ('queued', 'transcoding') \
+             AND updated_at < now() - {lease} * interval '1 second' \
+           RETURNING created_at) \
+         INSERT INTO outbox (topic, key, payload) \
+         SELECT {topic}, {key}, jsonb_set({payload}, '{{uploaded_at}}', to_jsonb(moved.created_at)) \
+         FROM moved RETURNING id"
+    );
+    s
+}
+
 /// Whether video `id` has a row: one row `(bigint)` when it does.
 pub fn video_exists(id: VideoId) -> Statement {
     let mut s = Statement::default();
@@ -625,6 +685,9 @@ mod tests {
             delete_session(r.id),
             select_abandoned_sessions(60, 10),
             select_unfinished_deletions(60, 10),
+            renew_job_lease(r.id),
+            select_abandoned_jobs(600, 10),
+            requeue_abandoned_job(&r, "xtream.uploads", 600),
             video_exists(r.id),
             claim_unsent(5, 100),
             ping(),
