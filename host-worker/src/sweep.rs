@@ -7,6 +7,11 @@
 //! had already assembled but that never got a video row (a completion cut
 //! short: nothing can reach it), and closes the session.
 //!
+//! Abandoned streamed uploads: an instance that died while streaming an
+//! original into a multipart upload left its row in `streamed_uploads`;
+//! past `XTREAM_UPLOAD_TTL` the sweeper aborts the multipart upload (a
+//! no-op for one that was completed after all) and drops the row.
+//!
 //! Unfinished deletions: deleting a video removes its row and records the
 //! deletion in `video_deletions`; whoever deleted it then removes its
 //! objects and the record. When that request died half-way, the sweeper
@@ -19,7 +24,7 @@
 //! offset, a crash between steps): it is queued again, with a new event in
 //! the outbox, in one statement that a job renewing meanwhile wins.
 //!
-//! Cost of an idle sweep: three indexed queries. Several workers may sweep at
+//! Cost of an idle sweep: four indexed queries. Several workers may sweep at
 //! once; every step is idempotent.
 
 use crate::db::{self, DbError, Metadata};
@@ -42,6 +47,8 @@ const DELETION_GRACE: Duration = Duration::from_secs(60);
 pub struct SweepReport {
     /// Abandoned sessions aborted and closed.
     pub aborted: usize,
+    /// Abandoned streamed uploads whose parts were freed.
+    pub streamed_aborted: usize,
     /// Deleted videos whose objects were removed.
     pub deletions_finished: usize,
     /// Videos whose job was gone, queued again.
@@ -118,6 +125,22 @@ impl Sweeper {
                 }
             }
         }
+        let stale = metadata::select_stale_streamed_uploads(self.ttl.as_secs(), SWEEP_BATCH);
+        for row in self.metadata.query(&stale).await? {
+            let video: String = db::column(&row, 0)?;
+            let upload_id: String = db::column(&row, 1)?;
+            let Ok(id) = video.parse::<VideoId>() else {
+                tracing::warn!(video = %video, "skipping a streamed upload of something that is not a video id");
+                continue;
+            };
+            match self.abort_streamed(id, &upload_id).await {
+                Ok(()) => report.streamed_aborted += 1,
+                Err(err) => {
+                    tracing::warn!(video = %id, error = %err, "cannot abort an abandoned streamed upload; next sweep tries again");
+                    report.failed += 1;
+                }
+            }
+        }
         let unfinished =
             metadata::select_unfinished_deletions(DELETION_GRACE.as_secs(), SWEEP_BATCH);
         for row in self.metadata.query(&unfinished).await? {
@@ -176,6 +199,19 @@ impl Sweeper {
         }
         self.metadata.execute(&metadata::delete_session(id)).await?;
         tracing::info!(upload = %id, created_at = %session.created_at, expires_at = %session.expires_at, "aborted an abandoned upload");
+        Ok(())
+    }
+
+    /// Frees the parts of a streamed upload whose instance died, and
+    /// forgets it.
+    async fn abort_streamed(&self, id: VideoId, upload_id: &str) -> Result<(), SweepError> {
+        self.storage
+            .abort_multipart(&keys::original(id), upload_id)
+            .await?;
+        self.metadata
+            .execute(&metadata::untrack_streamed_upload(upload_id))
+            .await?;
+        tracing::info!(video = %id, "aborted an abandoned streamed upload");
         Ok(())
     }
 

@@ -93,6 +93,33 @@ impl Bucket {
         Ok(())
     }
 
+    /// Starts a multipart upload of `key` and sends `part` as its part 1,
+    /// as an instance that then died would have; returns the upload id.
+    pub async fn start_multipart(&self, key: &str, part: Vec<u8>) -> anyhow::Result<String> {
+        use rusty_s3::actions::{CreateMultipartUpload, UploadPart};
+        let url = CreateMultipartUpload::new(&self.bucket, Some(&self.credentials), key).sign(TTL);
+        let text = self
+            .http
+            .post(url)
+            .send()
+            .await?
+            .error_for_status()?
+            .text()
+            .await?;
+        let upload_id = CreateMultipartUpload::parse_response(&text)?
+            .upload_id()
+            .to_owned();
+        let url =
+            UploadPart::new(&self.bucket, Some(&self.credentials), key, 1, &upload_id).sign(TTL);
+        self.http
+            .put(url)
+            .body(part)
+            .send()
+            .await?
+            .error_for_status()?;
+        Ok(upload_id)
+    }
+
     /// An object's SHA-256 and length, read as a stream.
     pub async fn digest(&self, key: &str) -> anyhow::Result<(String, u64)> {
         use futures::StreamExt;

@@ -749,3 +749,80 @@ async fn migrations_rerun_cleanly_and_an_edited_one_is_refused() {
     assert_eq!(after[0].2, "0".repeat(64));
     assert_eq!(db.row_counts().await.unwrap()[0], 1);
 }
+
+/// A streamed upload's multipart upload is noted while it is open and
+/// forgotten once it completes; one left behind by an instance that died
+/// mid-upload (whose parts no object listing shows) is aborted by the
+/// worker's sweeper.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_parts_of_a_streamed_upload_never_outlive_it() {
+    let stack = Stack::start().await.unwrap();
+    let client = stack.db.connect().await.unwrap();
+    let noted = || async {
+        client
+            .query_one("SELECT count(*) FROM streamed_uploads", &[])
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+    };
+    let size = 20 * MIB;
+    // Held after 12 MiB: one 8 MiB part is in S3 by then.
+    let (body, hold) = bodies::held(size, 5, 12 * MIB);
+    let request = stack
+        .platform
+        .client
+        .post(stack.platform.url("/api/videos?filename=big.mp4"))
+        .header("content-type", "video/mp4")
+        .header("content-length", size.to_string())
+        .body(reqwest::Body::wrap_stream(body))
+        .send();
+    let request = tokio::spawn(request);
+    hold.reached.await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while noted().await == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the open multipart upload was not noted"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    hold.release.send(()).unwrap();
+    assert_eq!(request.await.unwrap().unwrap().status(), 201);
+    assert_eq!(noted().await, 0, "a completed upload is forgotten");
+    let bucket = stack.garage.bucket();
+    assert_eq!(bucket.multipart_uploads("").await.unwrap(), Vec::new());
+
+    // What an instance that died mid-upload leaves: a part in S3 and its note,
+    // two days old.
+    let lost = VideoId::random();
+    let upload_id = bucket
+        .start_multipart(&xtream_core::keys::original(lost), vec![7; 5 << 20])
+        .await
+        .unwrap();
+    client
+        .execute(
+            "INSERT INTO streamed_uploads (s3_upload_id, video_id, started_at) \
+             VALUES ($1, $2::text::uuid, now() - interval '2 days')",
+            &[&upload_id, &lost.to_string()],
+        )
+        .await
+        .unwrap();
+    assert_eq!(bucket.multipart_uploads("").await.unwrap().len(), 1);
+    let maintenance = xtream_tests::Worker::maintain(
+        &stack.garage,
+        &stack.kafka,
+        &stack.db,
+        &[("XTREAM_SWEEP_EVERY", "1s")],
+    )
+    .await
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !bucket.multipart_uploads("").await.unwrap().is_empty() || noted().await != 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the abandoned upload was not aborted:\n{}",
+            maintenance.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

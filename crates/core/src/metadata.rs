@@ -21,11 +21,18 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 /// The schema migrations, oldest first: `(version, name, SQL)`. Applied by
 /// `xtream-worker migrate`; a landed migration is never edited.
-pub const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "metadata",
-    include_str!("../../../migrations/0001_metadata.sql"),
-)];
+pub const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "metadata",
+        include_str!("../../../migrations/0001_metadata.sql"),
+    ),
+    (
+        2,
+        "streamed_uploads",
+        include_str!("../../../migrations/0002_streamed_uploads.sql"),
+    ),
+];
 
 /// One value bound to a placeholder.
 #[derive(Debug, Clone, PartialEq)]
@@ -350,6 +357,42 @@ pub fn select_unfinished_deletions(after_seconds: u64, limit: u64) -> Statement 
         "SELECT video_id::text FROM video_deletions \
          WHERE requested_at < now() - {after} * interval '1 second' \
          ORDER BY requested_at LIMIT {limit}"
+    );
+    s
+}
+
+/// Notes that the original of video `id` is being streamed into multipart
+/// upload `s3_upload_id`, so that the sweeper can free its parts if the
+/// streaming instance dies before it completes or aborts it.
+pub fn track_streamed_upload(id: VideoId, s3_upload_id: &str) -> Statement {
+    let mut s = Statement::default();
+    let upload = s.bind(Param::Text(s3_upload_id.to_owned()));
+    let id = s.bind(Param::Uuid(id));
+    s.sql = format!(
+        "INSERT INTO streamed_uploads (s3_upload_id, video_id) VALUES ({upload}, {id}) \
+         ON CONFLICT DO NOTHING"
+    );
+    s
+}
+
+/// The multipart upload `s3_upload_id` was completed or aborted.
+pub fn untrack_streamed_upload(s3_upload_id: &str) -> Statement {
+    let mut s = Statement::default();
+    let upload = s.bind(Param::Text(s3_upload_id.to_owned()));
+    s.sql = format!("DELETE FROM streamed_uploads WHERE s3_upload_id = {upload}");
+    s
+}
+
+/// Streamed uploads started more than `after_seconds` ago and never
+/// completed nor aborted: rows `(video id text, s3 upload id)`.
+pub fn select_stale_streamed_uploads(after_seconds: u64, limit: u64) -> Statement {
+    let mut s = Statement::default();
+    let after = s.bind(bigint(after_seconds));
+    let limit = s.bind(bigint(limit));
+    s.sql = format!(
+        "SELECT video_id::text, s3_upload_id FROM streamed_uploads \
+         WHERE started_at < now() - {after} * interval '1 second' \
+         ORDER BY started_at LIMIT {limit}"
     );
     s
 }
@@ -686,6 +729,9 @@ mod tests {
             select_abandoned_sessions(60, 10),
             select_unfinished_deletions(60, 10),
             renew_job_lease(r.id),
+            track_streamed_upload(r.id, "upload-1"),
+            untrack_streamed_upload("upload-1"),
+            select_stale_streamed_uploads(86400, 10),
             select_abandoned_jobs(600, 10),
             requeue_abandoned_job(&r, "xtream.uploads", 600),
             video_exists(r.id),

@@ -39,7 +39,7 @@ pub async fn receive(
         limits,
     )?;
     let id = VideoId::random();
-    let mut original = ObjectWriter::new(store, keys::original(id), limits.part_size());
+    let mut original = ObjectWriter::new(store, id, limits.part_size());
     let received = match form {
         UploadForm::Raw {
             content_type,
@@ -70,7 +70,7 @@ pub async fn receive(
     let size = original.size();
     if let Err(error) = original.finish(&received.content_type).await {
         original.discard().await;
-        return Err(error.into());
+        return Err(error);
     }
     let record = VideoRecord::uploaded(
         id,
@@ -290,10 +290,14 @@ async fn receive_form(
     })
 }
 
-/// Writes one object from a stream of chunks, holding at most one part in
-/// memory: small objects become one PUT, larger ones a multipart upload.
+/// Writes a video's original from a stream of chunks, holding at most one
+/// part in memory: small originals become one PUT, larger ones a multipart
+/// upload. A multipart upload is noted in `streamed_uploads` while it is
+/// open, so that its parts (which no object listing shows) are freed by the
+/// worker's sweeper if this instance dies before completing or aborting it.
 struct ObjectWriter<'a> {
     store: &'a ObjectStore,
+    id: VideoId,
     key: String,
     part_size: usize,
     pending: Vec<u8>,
@@ -307,10 +311,11 @@ struct MultipartUpload {
 }
 
 impl<'a> ObjectWriter<'a> {
-    fn new(store: &'a ObjectStore, key: String, part_size: u64) -> Self {
+    fn new(store: &'a ObjectStore, id: VideoId, part_size: u64) -> Self {
         Self {
             store,
-            key,
+            id,
+            key: keys::original(id),
             part_size: usize::try_from(part_size).unwrap_or(usize::MAX),
             pending: Vec::new(),
             multipart: None,
@@ -322,7 +327,7 @@ impl<'a> ObjectWriter<'a> {
         self.size
     }
 
-    async fn write(&mut self, mut data: &[u8], content_type: &str) -> Result<(), StorageError> {
+    async fn write(&mut self, mut data: &[u8], content_type: &str) -> Result<(), ApiError> {
         self.size += data.len() as u64;
         while !data.is_empty() {
             let room = self.part_size - self.pending.len();
@@ -336,9 +341,16 @@ impl<'a> ObjectWriter<'a> {
         Ok(())
     }
 
-    async fn send_part(&mut self, content_type: &str) -> Result<(), StorageError> {
+    async fn send_part(&mut self, content_type: &str) -> Result<(), ApiError> {
         if self.multipart.is_none() {
             let upload_id = self.store.start_multipart(&self.key, content_type).await?;
+            // Noted before any part is sent; a connection only for this.
+            let noted = crate::db::open()
+                .and_then(|db| db.execute(&metadata::track_streamed_upload(self.id, &upload_id)));
+            if let Err(error) = noted {
+                let _ = self.store.abort_multipart(&self.key, &upload_id).await;
+                return Err(error);
+            }
             self.multipart = Some(MultipartUpload {
                 upload_id,
                 etags: Vec::new(),
@@ -356,11 +368,11 @@ impl<'a> ObjectWriter<'a> {
         Ok(())
     }
 
-    async fn finish(&mut self, content_type: &str) -> Result<(), StorageError> {
+    async fn finish(&mut self, content_type: &str) -> Result<(), ApiError> {
         match &self.multipart {
             None => {
                 let body = std::mem::take(&mut self.pending);
-                self.store.put(&self.key, body, content_type).await
+                Ok(self.store.put(&self.key, body, content_type).await?)
             }
             Some(_) => {
                 if !self.pending.is_empty() {
@@ -369,21 +381,33 @@ impl<'a> ObjectWriter<'a> {
                 let upload = self.multipart.as_ref().expect("checked above");
                 self.store
                     .complete_multipart(&self.key, &upload.upload_id, &upload.etags)
-                    .await
+                    .await?;
+                untrack(&upload.upload_id);
+                Ok(())
             }
         }
     }
 
     /// Drops whatever was stored so far. Only a multipart upload has left
-    /// anything in the store; aborting it is best effort, since its parts are
-    /// invisible and a bucket lifecycle rule can expire them.
+    /// anything in the store; if aborting it fails, its row stays for the
+    /// sweeper.
     async fn discard(&mut self) {
         self.pending = Vec::new();
-        if let Some(upload) = self.multipart.take() {
-            let _ = self
+        if let Some(upload) = self.multipart.take()
+            && self
                 .store
                 .abort_multipart(&self.key, &upload.upload_id)
-                .await;
+                .await
+                .is_ok()
+        {
+            untrack(&upload.upload_id);
         }
     }
+}
+
+/// Forgets a multipart upload that is completed or aborted. If this fails
+/// the row stays, and the sweeper's abort of a finished upload is a no-op.
+fn untrack(upload_id: &str) {
+    let _ =
+        crate::db::open().and_then(|db| db.execute(&metadata::untrack_streamed_upload(upload_id)));
 }
