@@ -148,7 +148,9 @@ async fn a_broker_restart_while_uploads_flow_loses_no_video_and_duplicates_nothi
     // for a video already done are skipped, not run again.
     let videos = (1 + uploaded.len()) as f64;
     let mut succeeded = 0.0;
-    for _ in 0..20 {
+    // A job counts as succeeded once its outcome is on Kafka, which comes
+    // after the row says ready and may wait for the producer to reconnect.
+    for _ in 0..120 {
         succeeded = worker.metric("xtream_worker_jobs_succeeded_total").await;
         if succeeded >= videos {
             break;
