@@ -137,14 +137,7 @@ impl RunningHost {
             let id = decl.id.clone();
             let variables = variables::render_component_variables(&decl.variables, &app_values)
                 .with_context(|| format!("component `{id}`"))?;
-            let hosts = decl
-                .allowed_outbound_hosts
-                .iter()
-                .map(|t| variables::render_template(t, &app_values))
-                .collect::<Result<Vec<_>>>()
-                .with_context(|| format!("component `{id}`: allowed_outbound_hosts"))?;
-            let policy = OutboundPolicy::parse(&hosts)
-                .with_context(|| format!("component `{id}`: allowed_outbound_hosts"))?;
+            let policy = outbound_policy(&id, &decl.allowed_outbound_hosts, &app_values)?;
             settings.push(runtime::ComponentSettings {
                 decl,
                 variables,
@@ -197,6 +190,38 @@ impl RunningHost {
         let _ = self.shutdown.send(());
         if let Err(e) = self.server.await {
             tracing::warn!("server task ended abnormally: {e}");
+        }
+    }
+}
+
+/// A component's outbound policy, as Spin builds it: a literal entry that
+/// does not parse stops the application from starting, but an entry made
+/// from a template is only resolved when the component calls out, and one
+/// that does not parse then (a variable holding a URL with a path, say)
+/// fails every outbound call of the component while the application runs.
+/// So a bad templated entry denies all of the component's outbound calls
+/// here too, with a warning naming it, instead of refusing to start.
+fn outbound_policy(
+    component: &str,
+    templates: &[String],
+    app_values: &HashMap<String, String>,
+) -> Result<OutboundPolicy> {
+    let context = || format!("component `{component}`: allowed_outbound_hosts");
+    let literal: Vec<&String> = templates.iter().filter(|t| !t.contains("{{")).collect();
+    OutboundPolicy::parse(&literal).with_context(context)?;
+    let rendered = templates
+        .iter()
+        .map(|t| variables::render_template(t, app_values))
+        .collect::<Result<Vec<_>>>()
+        .with_context(context)?;
+    match OutboundPolicy::parse(&rendered) {
+        Ok(policy) => Ok(policy),
+        Err(err) => {
+            tracing::warn!(
+                component,
+                "{err:#}; every outbound call of this component will be denied, as under Spin"
+            );
+            Ok(OutboundPolicy::default())
         }
     }
 }
