@@ -250,8 +250,10 @@ const PLACEHOLDERS: &[&str] = &["owner", "you", "your-org", "me", "changeme", "e
 
 /// The overlays a checkout deploys as they are, so every image they name must
 /// be real. Production's images are its operator's to set, like its
-/// hostnames and Secrets (its kustomization.yaml says where); hardening.rs
-/// names the repositories it runs by tag.
+/// hostnames and Secrets (its kustomization.yaml says where, and names
+/// `registry.invalid` until then, a name that never resolves, so a
+/// forgotten edit fails to pull instead of running anyone's image);
+/// hardening.rs names the repositories it runs by tag.
 const DEPLOYED_AS_IS: &[&str] = &["minikube"];
 
 pub(crate) fn placeholder_violations(objects: &[Value]) -> Vec<String> {
@@ -262,7 +264,9 @@ pub(crate) fn placeholder_violations(objects: &[Value]) -> Vec<String> {
             let placeholder = repository.split('/').find(|part| {
                 let part = part.split(':').next().unwrap_or_default().to_lowercase();
                 PLACEHOLDERS.contains(&part.as_str())
-                    || part.split('.').any(|label| label == "example")
+                    || part
+                        .split('.')
+                        .any(|label| label == "example" || label == "invalid")
             })?;
             Some(format!(
                 "{from}: image {image:?} has the placeholder {placeholder:?}"
@@ -551,6 +555,7 @@ fn placeholder_registries_are_rejected() {
         "ghcr.io/owner/xtream:0.1.0",
         "ghcr.io/OWNER/xtream:0.1.0",
         "registry.example.com/xtream:1",
+        "registry.invalid/xtream:0.1.0",
         "example/xtream@sha256:0f3c",
     ] {
         assert!(

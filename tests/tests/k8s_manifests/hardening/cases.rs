@@ -26,7 +26,7 @@ apiVersion: core.spinkube.dev/v1alpha1
 kind: SpinApp
 metadata: {name: xtream, namespace: demo}
 spec:
-  image: ghcr.io/owner/xtream:1.0
+  image: registry.invalid/xtream:1.0
   executor: shim
   serviceAccountName: functions
 ---
@@ -660,7 +660,7 @@ fn images_need_a_digest_unless_excepted() {
                 o,
                 "Deployment/prometheus",
                 "/spec/template/spec/containers/0/image",
-                json!("ghcr.io/owner/xtream-worker-fork:0.1.0"),
+                json!("registry.invalid/xtream-worker-fork:0.1.0"),
             )
         },
         "has no digest",

@@ -44,11 +44,11 @@ pub(crate) const BUDGETED: &[&str] = &[
 /// Image repositories that production may run by tag alone, and why.
 pub(crate) const TAG_PINNED_IN_PRODUCTION: &[(&str, &str)] = &[
     (
-        "ghcr.io/owner/xtream",
+        "registry.invalid/xtream",
         "the project's own release; its pinning belongs to the release process",
     ),
     (
-        "ghcr.io/owner/xtream-worker",
+        "registry.invalid/xtream-worker",
         "the project's own release; its pinning belongs to the release process",
     ),
 ];
