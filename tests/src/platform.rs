@@ -250,6 +250,23 @@ impl Platform {
             .expect("the platform answers")
     }
 
+    /// The request of a raw `video/mp4` upload named `big.mp4` of `size`
+    /// bytes streamed from `body` (which may hold back part of itself, as
+    /// [`crate::bodies::held`] does), with the key; not sent yet, so the
+    /// test can stage a fault while it streams.
+    pub fn streamed_upload<S>(&self, size: u64, body: S) -> reqwest::RequestBuilder
+    where
+        S: futures::TryStream + Send + 'static,
+        S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+        bytes::Bytes: From<S::Ok>,
+    {
+        self.client
+            .post(self.url("/api/videos?filename=big.mp4"))
+            .header("content-type", "video/mp4")
+            .header("content-length", size.to_string())
+            .body(reqwest::Body::wrap_stream(body))
+    }
+
     /// Stops the host.
     pub async fn shutdown(mut self) {
         if let Some(host) = self.host.take() {

@@ -26,11 +26,7 @@ async fn storage_lost_mid_upload_leaves_nothing_and_service_recovers() {
     let size: u64 = 64 << 20;
     let request = stack
         .platform
-        .client
-        .post(stack.platform.url("/api/videos?filename=big.mp4"))
-        .header("content-type", "video/mp4")
-        .header("content-length", size.to_string())
-        .body(reqwest::Body::wrap_stream(bodies::patterned(size, 7)))
+        .streamed_upload(size, bodies::patterned(size, 7))
         .send();
     let outage = async {
         tokio::time::sleep(Duration::from_millis(300)).await;

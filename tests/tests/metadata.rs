@@ -434,14 +434,7 @@ async fn postgres_stopped_mid_upload_gives_503_and_leaves_no_orphan() {
     let size = 40 * MIB;
     // Held after 24 MiB: several 8 MiB parts are in S3 by then.
     let (body, hold) = bodies::held(size, 31, 24 * MIB);
-    let request = stack
-        .platform
-        .client
-        .post(stack.platform.url("/api/videos?filename=big.mp4"))
-        .header("content-type", "video/mp4")
-        .header("content-length", size.to_string())
-        .body(reqwest::Body::wrap_stream(body))
-        .send();
+    let request = stack.platform.streamed_upload(size, body).send();
     let request = tokio::spawn(request);
     hold.reached.await.unwrap();
     let bucket = stack.garage.bucket();
@@ -769,14 +762,7 @@ async fn the_parts_of_a_streamed_upload_never_outlive_it() {
     let size = 20 * MIB;
     // Held after 12 MiB: one 8 MiB part is in S3 by then.
     let (body, hold) = bodies::held(size, 5, 12 * MIB);
-    let request = stack
-        .platform
-        .client
-        .post(stack.platform.url("/api/videos?filename=big.mp4"))
-        .header("content-type", "video/mp4")
-        .header("content-length", size.to_string())
-        .body(reqwest::Body::wrap_stream(body))
-        .send();
+    let request = stack.platform.streamed_upload(size, body).send();
     let request = tokio::spawn(request);
     hold.reached.await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
