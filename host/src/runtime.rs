@@ -69,6 +69,12 @@ fn base_config() -> wasmtime::Config {
     let mut config = wasmtime::Config::new();
     config.wasm_component_model(true);
     config.memory_reservation(MAX_MEMORY_BYTES as u64);
+    // `XTREAM_PERFMAP=1`: name the compiled components' functions in
+    // /tmp/perf-<pid>.map, so `perf record -p <host pid>` shows where a
+    // request's time goes inside the guest, not just "JIT code".
+    if std::env::var_os("XTREAM_PERFMAP").is_some() {
+        config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
     config
 }
 

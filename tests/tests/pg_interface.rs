@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use xtream_host::OutboundPolicy;
 use xtream_host::postgres::{
-    DbDataType, DbError, DbValue, Error, Interval, ParameterValue, PgPools, PostgresState,
-    QueryError, RangeBoundKind, RowSet,
+    DbDataType, DbError, DbValue, Error, Interval, MAX_CACHED_STATEMENTS, ParameterValue, PgPools,
+    PostgresState, QueryError, RangeBoundKind, RowSet,
 };
 use xtream_tests::Postgres;
 
@@ -544,6 +544,97 @@ async fn connections_are_pooled_across_opens_and_instances() {
         .await
         .unwrap();
     assert_ne!(name.rows[0][0], DbValue::Str("leaky".into()));
+}
+
+/// Statements stay prepared on a pooled connection (a shortcut Spin does
+/// not take), which must never show: a table changed under a kept
+/// statement, a guest's `DEALLOCATE ALL`, or thousands of distinct
+/// statements all behave as when every statement is prepared anew.
+#[tokio::test]
+async fn statements_kept_prepared_never_show_to_the_guest() {
+    let pg = Postgres::start().await.unwrap();
+    let pools = PgPools::new();
+    let address = pg.url();
+    let mut db = allowed_instance(&pg, &pools);
+    let conn = db.open(&address).await.unwrap();
+    db.execute(&conn, "CREATE TABLE kept (a integer)", &[])
+        .await
+        .unwrap();
+    db.execute(&conn, "INSERT INTO kept VALUES (1)", &[])
+        .await
+        .unwrap();
+    let select = "SELECT * FROM kept";
+    assert_eq!(db.query(&conn, select, &[]).await.unwrap().columns.len(), 1);
+    let kept = db
+        .query(
+            &conn,
+            "SELECT count(*) FROM pg_prepared_statements WHERE statement = $1",
+            &[ParameterValue::Str(select.into())],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        kept.rows[0][0],
+        DbValue::Int64(1),
+        "the statement was not kept"
+    );
+
+    // A migration changes the table the kept statement reads.
+    db.execute(&conn, "ALTER TABLE kept ADD COLUMN b text DEFAULT 'x'", &[])
+        .await
+        .unwrap();
+    let rows = db.query(&conn, select, &[]).await.unwrap();
+    assert_eq!(
+        rows.rows,
+        vec![vec![DbValue::Int32(1), DbValue::Str("x".into())]]
+    );
+    let insert = "INSERT INTO kept (a) VALUES ($1)";
+    assert_eq!(
+        db.execute(&conn, insert, &[ParameterValue::Int32(2)])
+            .await
+            .unwrap(),
+        1
+    );
+    db.execute(&conn, "ALTER TABLE kept ALTER COLUMN a TYPE bigint", &[])
+        .await
+        .unwrap();
+    let rows = db.query(&conn, "SELECT a FROM kept ORDER BY a", &[]).await;
+    assert_eq!(
+        rows.unwrap().rows,
+        vec![vec![DbValue::Int64(1)], vec![DbValue::Int64(2)]]
+    );
+    assert_eq!(
+        db.execute(&conn, insert, &[ParameterValue::Int64(3)])
+            .await
+            .unwrap(),
+        1
+    );
+
+    // The guest drops every prepared statement of its session.
+    db.execute(&conn, "DEALLOCATE ALL", &[]).await.unwrap();
+    assert_eq!(db.query(&conn, select, &[]).await.unwrap().rows.len(), 3);
+
+    // A syntax error is the error Spin's unprepared path gives.
+    let error = db_error(db.query(&conn, "SELEC 1", &[]).await);
+    assert_eq!(error.code, "42601");
+
+    // Distinct statements do not pile up on the server.
+    for n in 0..(3 * MAX_CACHED_STATEMENTS) {
+        db.query(&conn, &format!("SELECT {n}::bigint"), &[])
+            .await
+            .unwrap();
+    }
+    let kept = db
+        .query(&conn, "SELECT count(*) FROM pg_prepared_statements", &[])
+        .await
+        .unwrap();
+    match kept.rows[0][0] {
+        DbValue::Int64(count) => assert!(
+            count <= MAX_CACHED_STATEMENTS as i64 + 1,
+            "{count} statements prepared on one connection"
+        ),
+        ref other => panic!("count(*) gave {other:?}"),
+    }
 }
 
 #[tokio::test]

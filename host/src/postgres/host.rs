@@ -116,10 +116,17 @@ impl PostgresState {
         // Spin reports a parameter `execute` cannot convert as a value
         // conversion failure (`query` calls it a bad parameter).
         let params = types::sql_parameters(params).map_err(Error::ValueConversionFailed)?;
-        client
-            .execute(statement, &borrowed(&params))
-            .await
-            .map_err(query_failed)
+        let params = borrowed(&params);
+        let executed = match prepare_cached(client, statement).await {
+            Some(prepared) => match client.execute(&prepared, &params).await {
+                Err(e) if kept_statement_failed(client, &e) => {
+                    client.execute(statement, &params).await
+                }
+                done => done,
+            },
+            None => client.execute(statement, &params).await,
+        };
+        executed.map_err(query_failed)
     }
 
     /// `connection.query`: runs `statement` and returns every row.
@@ -137,10 +144,16 @@ impl PostgresState {
     ) -> Result<RowSet, Error> {
         let client = self.client(connection)?;
         let params = types::sql_parameters(params).map_err(Error::BadParameter)?;
-        let rows = client
-            .query_raw(statement, borrowed(&params))
-            .await
-            .map_err(query_failed)?;
+        let rows = match prepare_cached(client, statement).await {
+            Some(prepared) => match client.query_raw(&prepared, borrowed(&params)).await {
+                Err(e) if kept_statement_failed(client, &e) => {
+                    client.query_raw(statement, borrowed(&params)).await
+                }
+                streaming => streaming,
+            },
+            None => client.query_raw(statement, borrowed(&params)).await,
+        }
+        .map_err(query_failed)?;
         let mut rows = std::pin::pin!(rows);
         let mut columns = None;
         let mut values = Vec::new();
@@ -176,6 +189,62 @@ impl PostgresState {
     pub fn close(&mut self, connection: Resource<wit::Connection>) {
         self.connections.remove(&connection.rep());
     }
+}
+
+/// Most statements prepared and kept on one pooled connection; the cache
+/// starts over beyond it, so a guest that builds its SQL with literals
+/// cannot grow a server process without bound.
+pub const MAX_CACHED_STATEMENTS: usize = 128;
+
+/// `statement` prepared on this connection once and reused after, or
+/// `None` when preparing fails.
+///
+/// Spin prepares every statement anew (an unnamed statement: parse, plan,
+/// then bind). Keeping it prepared saves a round trip and the planning,
+/// which for a search query costs more than running it. It is only a
+/// shortcut: when preparing fails, the caller runs Spin's own path, so the
+/// guest sees exactly the error Spin gives (and a guest's own `PREPARE`
+/// that took one of the driver's statement names does no harm).
+async fn prepare_cached(
+    client: &deadpool_postgres::Object,
+    statement: &str,
+) -> Option<tokio_postgres::Statement> {
+    if client.statement_cache.size() >= MAX_CACHED_STATEMENTS {
+        client.statement_cache.clear();
+    }
+    client.prepare_cached(statement).await.ok()
+}
+
+/// Whether a kept statement's failure may be the keeping's fault, so the
+/// caller runs the statement again unprepared, as Spin would have, and the
+/// cache starts over. That is so when the statement never ran:
+/// - the driver refused the parameters before sending them (the kept
+///   statement's parameter types predate a migration that changed a
+///   column: an `int8` for what was an `int4`);
+/// - the server refused the kept statement itself, because a migration
+///   changed what it reads ("cached plan must not change result type") or
+///   the guest deallocated it (`DEALLOCATE ALL`).
+///
+/// A failure while the statement ran (a constraint, a division by zero)
+/// is never retried: it is the guest's answer, and inside a transaction a
+/// second attempt would only meet the aborted transaction.
+fn kept_statement_failed(
+    client: &deadpool_postgres::Object,
+    error: &tokio_postgres::Error,
+) -> bool {
+    use tokio_postgres::error::SqlState;
+    let retry = match error.as_db_error() {
+        None => !client.is_closed(),
+        Some(db) => {
+            *db.code() == SqlState::INVALID_SQL_STATEMENT_NAME
+                || (*db.code() == SqlState::FEATURE_NOT_SUPPORTED
+                    && db.message().starts_with("cached plan"))
+        }
+    };
+    if retry {
+        client.statement_cache.clear();
+    }
+    retry
 }
 
 fn too_many_connections() -> Error {

@@ -29,9 +29,13 @@
 //!
 //! TLS is as in Spin: `sslmode=disable` connects in plaintext; any other
 //! mode (the default is `prefer`) uses native-tls with the system's roots,
-//! `prefer` falling back to plaintext when the server offers no TLS. The
-//! one difference: an address without `connect_timeout` gets 10 s, where
-//! Spin waits for the operating system's TCP timeout.
+//! `prefer` falling back to plaintext when the server offers no TLS.
+//!
+//! Two differences, neither visible to a guest that works: an address
+//! without `connect_timeout` gets 10 s, where Spin waits for the operating
+//! system's TCP timeout; and a statement stays prepared on its pooled
+//! connection, where Spin prepares it anew each time (see
+//! `host::prepare_cached` for how a failure falls back to Spin's path).
 
 mod allowed_hosts;
 mod client;
@@ -41,7 +45,9 @@ mod types;
 pub use allowed_hosts::SCHEME;
 pub use client::{CONNECTIONS_PER_ADDRESS, MAX_POOLED_ADDRESSES, PgPools};
 pub use deadpool_postgres::Status as PoolStatus;
-pub use host::{MAX_CONNECTIONS_PER_INSTANCE, MAX_RESULT_BYTES, PostgresState};
+pub use host::{
+    MAX_CACHED_STATEMENTS, MAX_CONNECTIONS_PER_INSTANCE, MAX_RESULT_BYTES, PostgresState,
+};
 pub use wasmtime::component::Resource;
 pub use wit::{
     Column, Connection, DbDataType, DbError, DbValue, Error, Interval, ParameterValue, QueryError,
