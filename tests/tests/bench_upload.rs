@@ -3,13 +3,18 @@
 //! Against one Garage, with the release host (`target/release/xtream-host`)
 //! as a separate process, uploads the same file
 //!
-//! - straight to S3 with one presigned `PUT` (the reference),
-//! - with the release `xtream` CLI through the resumable API (parts sent
-//!   straight to S3, four at a time),
+//! - straight to S3 with one presigned `PUT`, one stream: the reference of
+//!   the streamed path, which is one stream too;
+//! - straight to S3 as a presigned multipart upload, [`PARALLEL_PARTS`]
+//!   parts at a time, of the part size the resumable API chooses: the
+//!   reference of the resumable path, which sends the same parts the same
+//!   way;
+//! - with the release `xtream` CLI through the resumable API,
 //! - streamed through the host with a raw-body `POST /api/videos`,
 //!
-//! alternating the three, and reports throughputs and their ratios to the
-//! direct PUT, plus the host's resident memory during the streamed upload
+//! alternating the four, and reports throughputs and each path's ratio to
+//! its like-for-like reference, plus the host's resident memory during the
+//! streamed upload
 //! (sampled from /proc/PID/status). The results replace the
 //! `upload-bench` section of BENCHMARKS.md.
 //!
@@ -29,6 +34,10 @@ use xtream_tests::platform::TEST_API_KEY;
 use xtream_tests::{Garage, Postgres, Tansu, Worker, bodies, workspace_root};
 
 const MIB: f64 = 1024.0 * 1024.0;
+
+/// Parts in flight at once, for the CLI (`--parallel`) and for the direct
+/// multipart upload it is compared with.
+const PARALLEL_PARTS: usize = 4;
 
 /// The release host as a child process; killed on drop.
 struct Host {
@@ -111,29 +120,121 @@ impl Drop for Host {
 
 /// A file's bytes as a request body, read in 256 KiB chunks.
 async fn file_body(path: &Path) -> anyhow::Result<reqwest::Body> {
-    let file = tokio::fs::File::open(path).await?;
-    let chunks = futures::stream::unfold(file, |mut file| async move {
-        let mut chunk = vec![0; 256 * 1024];
-        match file.read(&mut chunk).await {
-            Ok(0) => None,
-            Ok(n) => {
-                chunk.truncate(n);
-                Some((Ok::<_, std::io::Error>(Bytes::from(chunk)), file))
-            }
-            Err(e) => Some((Err(e), file)),
+    let len = tokio::fs::metadata(path).await?.len();
+    file_range_body(path, 0, len).await
+}
+
+/// `len` bytes of a file from `offset`, as a request body read in 256 KiB
+/// chunks (as the CLI reads a part).
+async fn file_range_body(path: &Path, offset: u64, len: u64) -> anyhow::Result<reqwest::Body> {
+    use tokio::io::AsyncSeekExt;
+    let mut file = tokio::fs::File::open(path).await?;
+    file.seek(std::io::SeekFrom::Start(offset)).await?;
+    let chunks = futures::stream::unfold((file, len), |(mut file, left)| async move {
+        if left == 0 {
+            return None;
+        }
+        let n = left.min(256 * 1024);
+        let mut chunk = vec![0; n as usize];
+        match file.read_exact(&mut chunk).await {
+            Ok(_) => Some((
+                Ok::<_, std::io::Error>(Bytes::from(chunk)),
+                (file, left - n),
+            )),
+            Err(e) => Some((Err(e), (file, 0))),
         }
     });
     Ok(reqwest::Body::wrap_stream(chunks))
 }
 
-async fn direct_put(garage: &Garage, file: &Path, size: u64, key: &str) -> anyhow::Result<f64> {
+fn bench_bucket(garage: &Garage) -> anyhow::Result<(rusty_s3::Bucket, Credentials)> {
     let bucket = rusty_s3::Bucket::new(
         garage.endpoint.parse()?,
         UrlStyle::Path,
         garage.bucket.clone(),
         "us-east-1",
     )?;
-    let credentials = Credentials::new(&garage.access_key, &garage.secret_key);
+    Ok((
+        bucket,
+        Credentials::new(&garage.access_key, &garage.secret_key),
+    ))
+}
+
+/// Sends the file as a presigned multipart upload, [`PARALLEL_PARTS`] parts
+/// at a time, each of the size the resumable API would choose.
+async fn direct_multipart(
+    garage: &Garage,
+    file: &Path,
+    size: u64,
+    key: &str,
+) -> anyhow::Result<f64> {
+    use futures::{StreamExt, TryStreamExt};
+    let (bucket, credentials) = bench_bucket(garage)?;
+    let part_size = xtream_core::resumable::part_size_for(size);
+    let parts = size.div_ceil(part_size);
+    let client = reqwest::Client::new();
+    let sign = Duration::from_secs(3600);
+    let started = Instant::now();
+
+    let create = bucket.create_multipart_upload(Some(&credentials), key);
+    let answer = client.post(create.sign(sign)).send().await?;
+    if !answer.status().is_success() {
+        bail!("CreateMultipartUpload: {}", answer.status());
+    }
+    let created = rusty_s3::actions::CreateMultipartUpload::parse_response(&answer.text().await?)?;
+    let upload_id = created.upload_id().to_owned();
+
+    let etags: Vec<String> = futures::stream::iter(1..=parts)
+        .map(|number| {
+            let (client, bucket, credentials, upload_id) =
+                (&client, &bucket, &credentials, &upload_id);
+            async move {
+                let offset = (number - 1) * part_size;
+                let len = (size - offset).min(part_size);
+                let number = u16::try_from(number).context("at most 10,000 parts")?;
+                let url = bucket
+                    .upload_part(Some(credentials), key, number, upload_id)
+                    .sign(sign);
+                let answer = client
+                    .put(url)
+                    .header("content-length", len)
+                    .body(file_range_body(file, offset, len).await?)
+                    .send()
+                    .await?;
+                if !answer.status().is_success() {
+                    bail!("UploadPart {number}: {}", answer.status());
+                }
+                let etag = answer
+                    .headers()
+                    .get("etag")
+                    .and_then(|v| v.to_str().ok())
+                    .context("an ETag")?;
+                Ok(etag.to_owned())
+            }
+        })
+        .buffered(PARALLEL_PARTS)
+        .try_collect()
+        .await?;
+
+    let complete = bucket.complete_multipart_upload(
+        Some(&credentials),
+        key,
+        &upload_id,
+        etags.iter().map(String::as_str),
+    );
+    let answer = client
+        .post(complete.sign(sign))
+        .body(complete.body())
+        .send()
+        .await?;
+    if !answer.status().is_success() {
+        bail!("CompleteMultipartUpload: {}", answer.status());
+    }
+    Ok(started.elapsed().as_secs_f64())
+}
+
+async fn direct_put(garage: &Garage, file: &Path, size: u64, key: &str) -> anyhow::Result<f64> {
+    let (bucket, credentials) = bench_bucket(garage)?;
     let url = bucket
         .put_object(Some(&credentials), key)
         .sign(Duration::from_secs(3600));
@@ -163,6 +264,8 @@ async fn resumable(
             "upload",
             file.to_str().context("UTF-8 path")?,
             "--no-wait",
+            "--parallel",
+            &PARALLEL_PARTS.to_string(),
         ])
         .env("XTREAM_SERVER", &host.base)
         .env("XTREAM_API_KEY", TEST_API_KEY)
@@ -320,11 +423,14 @@ async fn upload_throughput_and_host_memory() {
     delete_video(&host, &id).await.unwrap();
     let idle_rss = host.memory().0;
 
-    let (mut direct, mut resumed, mut stream) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut direct, mut multipart, mut resumed, mut stream) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut peak_rss = 0;
     for run in 0..runs {
         let key = format!("bench/direct-{run}");
         direct.push(direct_put(&garage, &file, size, &key).await.unwrap());
+        let key = format!("bench/multipart-{run}");
+        multipart.push(direct_multipart(&garage, &file, size, &key).await.unwrap());
         let (seconds, id) = resumable(&host, &cli, &file, &dir.path().join("state"))
             .await
             .unwrap();
@@ -335,9 +441,11 @@ async fn upload_throughput_and_host_memory() {
         peak_rss = peak_rss.max(peak);
         delete_video(&host, &id).await.unwrap();
         eprintln!(
-            "run {}: direct {:.2} s, resumable {:.2} s, streamed {:.2} s, host RSS peak {:.0} MiB",
+            "run {}: direct {:.2} s, direct multipart {:.2} s, resumable {:.2} s, streamed {:.2} s, \
+             host RSS peak {:.0} MiB",
             run + 1,
             direct[run],
+            multipart[run],
             resumed[run],
             stream[run],
             peak as f64 / MIB
@@ -350,13 +458,15 @@ async fn upload_throughput_and_host_memory() {
             .join(" ")
     };
     let all_runs = format!(
-        "All runs (s): direct {}; resumable {}; streamed {}.",
+        "All runs (s): direct PUT {}; direct multipart {}; resumable {}; streamed {}.",
         all(&direct),
+        all(&multipart),
         all(&resumed),
         all(&stream)
     );
-    let (d, r, s) = (
+    let (d, m, r, s) = (
         median(&mut direct),
+        median(&mut multipart),
         median(&mut resumed),
         median(&mut stream),
     );
@@ -364,31 +474,35 @@ async fn upload_throughput_and_host_memory() {
     let (_, hwm) = host.memory();
     let today = jiff::Zoned::now().strftime("%Y-%m-%d").to_string();
     let markdown = format!(
-        "## Uploads: resumable and streamed vs a direct S3 PUT\n\n\
+        "## Uploads: each path against the same transfer straight to S3\n\n\
          File: {size_mib:.0} MiB of patterned bytes on local disk; Garage {garage} on loopback; \
          the release host (`target/release/xtream-host`) as its own process; median of {runs} \
-         runs, the three paths alternating.\n\
+         runs, the four paths alternating.\n\
          Machine: {machine}; {today}.\n\n\
-         | Path | Seconds | MiB/s | vs direct PUT |\n|---|---|---|---|\n\
-         | direct S3 `PUT` (one presigned request, one stream) | {d:.2} | {dr:.0} | 1.00× |\n\
-         | resumable: `xtream upload` (presigned parts straight to S3, 4 at once) | {r:.2} | {rr:.0} | **{rx:.2}×** |\n\
-         | streamed: `POST /api/videos` through the host (8 MiB parts) | {s:.2} | {sr:.0} | **{sx:.2}×** |\n\n\
+         | Path | Seconds | MiB/s | vs its reference |\n|---|---|---|---|\n\
+         | direct S3 multipart upload ({parallel} presigned parts of {part_mib} MiB at once) | {m:.2} | {mr:.0} | reference |\n\
+         | resumable: `xtream upload --parallel {parallel}` (the same parts, straight to S3) | {r:.2} | {rr:.0} | **{rx:.2}×** |\n\
+         | direct S3 `PUT` (one presigned request, one stream) | {d:.2} | {dr:.0} | reference |\n\
+         | streamed: `POST /api/videos` through the host (one stream, 8 MiB parts to S3) | {s:.2} | {sr:.0} | **{sx:.2}×** |\n\n\
          Host memory during the {size_mib:.0} MiB streamed uploads: resident **{peak:.0} MiB** at peak \
          (idle after warm-up: {idle:.0} MiB; the process's high-water mark since it started, \
          `VmHWM`: {hwm:.0} MiB).\n\n\
-         - The resumable path sends four parts at once, straight to S3 (one `PUT` is one stream); its bytes\n\
-         \x20 never pass through the host.\n\
-         - The streamed path pays for a second hop (client → host → S3) and the copy through the\n\
-         \x20 component, holding at most one 8 MiB part per upload.\n\n\
+         - Resumable against direct multipart: what the API, the session row and the CLI cost on\n\
+         \x20 top of the same S3 transfer; the parts' bytes never pass through the host.\n\
+         - Streamed against a direct `PUT`: what the second hop (client → host → S3) and the copy\n\
+         \x20 through the component cost, holding at most one 8 MiB part per upload.\n\n\
          {all_runs}\n\
          Reproduce: `./x bench-upload` (knobs: `XTREAM_BENCH_BYTES`, `XTREAM_BENCH_RUNS`).\n",
+        parallel = PARALLEL_PARTS,
+        part_mib = xtream_core::resumable::part_size_for(size) as f64 / MIB,
+        mr = rate(m),
+        rx = rate(r) / rate(m),
         size_mib = size as f64 / MIB,
         garage = std::env::var("GARAGE_VERSION").unwrap_or_else(|_| "(versions.env)".into()),
         machine = machine(),
         dr = rate(d),
         rr = rate(r),
         sr = rate(s),
-        rx = rate(r) / rate(d),
         sx = rate(s) / rate(d),
         peak = peak_rss as f64 / MIB,
         idle = idle_rss as f64 / MIB,
