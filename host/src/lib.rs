@@ -16,6 +16,7 @@
 //!     env: std::env::vars().collect(),
 //!     cache_dir: None,
 //!     body_idle_timeout: xtream_host::DEFAULT_BODY_IDLE_TIMEOUT,
+//!     runtime_config: xtream_host::RuntimeConfig::default(),
 //! })
 //! .await?;
 //! println!("serving on http://{}", host.addr);
@@ -32,6 +33,7 @@ mod outbound_pool;
 pub mod postgres;
 pub mod routing;
 mod runtime;
+pub mod runtime_config;
 mod server;
 pub mod variables;
 
@@ -47,6 +49,7 @@ pub use manifest::Manifest;
 pub use outbound::OutboundPolicy;
 pub use routing::{RouteMatch, Router};
 pub use runtime::{MAX_CONCURRENT_INSTANCES, MAX_MEMORY_BYTES};
+pub use runtime_config::{OutboundHttpConfig, RuntimeConfig};
 
 /// How to start a host.
 #[derive(Clone)]
@@ -66,6 +69,10 @@ pub struct HostConfig {
     /// component sees a failed body read. [`DEFAULT_BODY_IDLE_TIMEOUT`] is
     /// a sensible value.
     pub body_idle_timeout: std::time::Duration,
+    /// What Spin's runtime configuration file (`spin up
+    /// --runtime-config-file`) says; [`RuntimeConfig::default`] is Spin's
+    /// behaviour without one.
+    pub runtime_config: RuntimeConfig,
 }
 
 /// Default for [`HostConfig::body_idle_timeout`].
@@ -88,6 +95,7 @@ impl std::fmt::Debug for HostConfig {
             .field("listen", &self.listen)
             .field("env (names only)", &env_names)
             .field("cache_dir", &self.cache_dir)
+            .field("runtime_config", &self.runtime_config)
             .finish()
     }
 }
@@ -151,7 +159,7 @@ impl RunningHost {
             &engine,
             &cache,
             settings,
-            outbound_pool::OutboundPool::new(),
+            outbound_pool::OutboundPool::new(&config.runtime_config.outbound_http),
         )
         .await?;
 

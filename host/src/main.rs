@@ -4,19 +4,24 @@ use anyhow::{Context, Result, bail};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use tracing_subscriber::EnvFilter;
-use xtream_host::{HostConfig, RunningHost};
+use xtream_host::{HostConfig, RunningHost, RuntimeConfig};
 
 const USAGE: &str = "\
 usage: xtream-host [--manifest spin.toml] [--listen 127.0.0.1:3000] [--cache-dir DIR]
+                   [--runtime-config-file runtime-config.toml]
 
 Serves the Spin application described by the manifest. Application variables
 come from SPIN_VARIABLE_<NAME> environment variables; RUST_LOG sets the log
-level (default: info).";
+level (default: info). --runtime-config-file reads Spin's runtime
+configuration file, as `spin up --runtime-config-file` does; the host
+implements its [outbound_http] table (connection_pooling,
+max_concurrent_requests) and refuses any other.";
 
 struct Args {
     manifest: PathBuf,
     listen: SocketAddr,
     cache_dir: Option<PathBuf>,
+    runtime_config: Option<PathBuf>,
 }
 
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>> {
@@ -24,6 +29,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>> {
         manifest: PathBuf::from("spin.toml"),
         listen: SocketAddr::from(([127, 0, 0, 1], 3000)),
         cache_dir: None,
+        runtime_config: None,
     };
     while let Some(arg) = args.next() {
         // Accept both `--flag value` and `--flag=value`.
@@ -46,6 +52,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>> {
                 })?
             }
             "--cache-dir" => parsed.cache_dir = Some(value.into()),
+            "--runtime-config-file" => parsed.runtime_config = Some(value.into()),
             other => bail!("unknown argument `{other}`\n\n{USAGE}"),
         }
     }
@@ -71,12 +78,17 @@ async fn main() -> Result<()> {
         Ok(_) => {}
         Err(err) => tracing::warn!(%err, "cannot raise the open-file limit"),
     }
+    let runtime_config = match &args.runtime_config {
+        Some(path) => RuntimeConfig::load(path)?,
+        None => RuntimeConfig::default(),
+    };
     let host = RunningHost::start(HostConfig {
         manifest: args.manifest,
         listen: args.listen,
         env: std::env::vars().collect(),
         cache_dir: args.cache_dir,
         body_idle_timeout: xtream_host::DEFAULT_BODY_IDLE_TIMEOUT,
+        runtime_config,
     })
     .await?;
 
@@ -136,9 +148,12 @@ mod tests {
             "--listen=0.0.0.0:80",
             "--cache-dir",
             "/c",
+            "--runtime-config-file",
+            "rc.toml",
         ])
         .unwrap()
         .unwrap();
+        assert_eq!(a.runtime_config, Some(PathBuf::from("rc.toml")));
         assert_eq!(a.manifest, PathBuf::from("x/spin.toml"));
         assert_eq!(a.listen.port(), 80);
         assert_eq!(a.cache_dir, Some(PathBuf::from("/c")));

@@ -10,15 +10,32 @@
 //! Plain `http://` only: the platform's S3 and bridge are in-cluster
 //! services reached over http. An `https://` request goes through the
 //! default sender, as before.
+//!
+//! Bounded as Spin 4.0.2 bounds it (`[outbound_http]
+//! max_concurrent_requests` in the runtime config, see
+//! [`crate::runtime_config`]): one semaphore for the whole application,
+//! every host together, and each open connection holds a permit for as long
+//! as it is open, busy or idle in the pool. A request that needs a new
+//! connection while every permit is held waits (queued, first come first
+//! served) until a connection closes or an idle one frees up; nothing
+//! fails for it, and the host never opens more sockets than that, however
+//! many instances call out at once. As in Spin, the wait counts against the
+//! request's first-byte timeout, and an `https://` request holds its permit
+//! until its response body is done.
 
+use crate::runtime_config::OutboundHttpConfig;
+use http::Uri;
 use http::uri::Scheme;
 use http_body_util::BodyExt;
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody};
 
 /// Used when a request sets no timeout of its own (the default sender's).
@@ -43,20 +60,34 @@ pub(crate) type Sent = (
 /// The host's shared outbound connection pool.
 #[derive(Clone)]
 pub(crate) struct OutboundPool {
-    client: Client<HttpConnector, WasiBody>,
+    client: Client<PermittedConnector, WasiBody>,
+    /// Spin's connection semaphore; `None`: no limit.
+    permits: Option<Arc<Semaphore>>,
 }
 
 impl OutboundPool {
-    pub(crate) fn new() -> Self {
+    /// A pool configured as Spin's `[outbound_http]` table says.
+    pub(crate) fn new(config: &OutboundHttpConfig) -> Self {
+        Self::with_permits(config.connection_pooling, config.connection_permits())
+    }
+
+    /// A pool letting at most `permits` connections be open at once.
+    fn with_permits(pooling: bool, permits: Option<usize>) -> Self {
+        let permits = permits.map(|n| Arc::new(Semaphore::new(n)));
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
+        let connector = PermittedConnector {
+            inner: connector,
+            permits: permits.clone(),
+        };
+        let max_idle = if pooling { MAX_IDLE_PER_ORIGIN } else { 0 };
         let client = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(IDLE_TIMEOUT)
-            .pool_max_idle_per_host(MAX_IDLE_PER_ORIGIN)
+            .pool_max_idle_per_host(max_idle)
             .build(connector);
-        Self { client }
+        Self { client, permits }
     }
 
     /// Sends `request`, honouring the guest's first-byte and between-bytes
@@ -66,14 +97,32 @@ impl OutboundPool {
         request: http::Request<WasiBody>,
         options: Option<RequestOptions>,
     ) -> wasmtime_wasi_http::Result<Sent> {
-        if request.uri().scheme() != Some(&Scheme::HTTP) {
-            let (response, connection) =
-                wasmtime_wasi_http::default_send_request(request, options).await?;
-            return Ok((response.map(BodyExt::boxed_unsync), Box::new(connection)));
-        }
         let first_byte = options
             .and_then(|o| o.first_byte_timeout)
             .unwrap_or(DEFAULT_TIMEOUT);
+        if request.uri().scheme() != Some(&Scheme::HTTP) {
+            // The default sender opens a connection of its own, which lives
+            // as long as the response body: the permit goes with the body.
+            let permit = match &self.permits {
+                Some(permits) => Some(
+                    tokio::time::timeout(first_byte, permits.clone().acquire_owned())
+                        .await
+                        .map_err(|_| Error::ConnectionReadTimeout)?
+                        .expect("the semaphore is never closed"),
+                ),
+                None => None,
+            };
+            let (response, connection) =
+                wasmtime_wasi_http::default_send_request(request, options).await?;
+            let response = response.map(|body| {
+                PermittedBody {
+                    body: body.boxed_unsync(),
+                    _permit: permit,
+                }
+                .boxed_unsync()
+            });
+            return Ok((response, Box::new(connection)));
+        }
         let between_bytes = options
             .and_then(|o| o.between_bytes_timeout)
             .unwrap_or(DEFAULT_TIMEOUT)
@@ -115,6 +164,122 @@ fn client_error(err: hyper_util::client::legacy::Error) -> Error {
             Error::ConnectionTerminated
         }
         _ => Error::HttpProtocolError,
+    }
+}
+
+/// Opens outbound TCP connections, each holding a permit of the pool's
+/// semaphore (when it has one) for as long as it is open: past the limit, a
+/// new connection waits for another to close. Spin takes the permit at the
+/// same point, before connecting.
+#[derive(Clone)]
+struct PermittedConnector {
+    inner: HttpConnector,
+    permits: Option<Arc<Semaphore>>,
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl tower_service::Service<Uri> for PermittedConnector {
+    type Response = PermittedConnection;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<PermittedConnection, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        tower_service::Service::<Uri>::poll_ready(&mut self.inner, cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let mut inner = self.inner.clone();
+        let permits = self.permits.clone();
+        Box::pin(async move {
+            let permit = match permits {
+                Some(permits) => Some(permits.acquire_owned().await?),
+                None => None,
+            };
+            let io = tower_service::Service::<Uri>::call(&mut inner, uri).await?;
+            Ok(PermittedConnection {
+                io,
+                _permit: permit,
+            })
+        })
+    }
+}
+
+/// A TCP connection and the permit it holds until it is closed.
+struct PermittedConnection {
+    io: TokioIo<TcpStream>,
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Connection for PermittedConnection {
+    fn connected(&self) -> Connected {
+        self.io.connected()
+    }
+}
+
+impl hyper::rt::Read for PermittedConnection {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl hyper::rt::Write for PermittedConnection {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+}
+
+/// A response body holding a connection permit until it is done with.
+struct PermittedBody {
+    body: WasiBody,
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
+impl http_body::Body for PermittedBody {
+    type Data = bytes::Bytes;
+    type Error = Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
     }
 }
 
@@ -218,7 +383,7 @@ mod tests {
     #[tokio::test]
     async fn requests_to_one_origin_share_a_connection() {
         let (base, accepted) = server(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").await;
-        let pool = OutboundPool::new();
+        let pool = OutboundPool::with_permits(true, None);
         for _ in 0..20 {
             let (response, _) = pool.send(get(&format!("{base}/x")), None).await.unwrap();
             assert_eq!(response.status(), 200);
@@ -228,12 +393,92 @@ mod tests {
         assert_eq!(accepted.load(Ordering::SeqCst), 1);
     }
 
+    /// A real HTTP/1.1 server on loopback that answers each request after
+    /// `delay`, keeping connections open, and records the most connections
+    /// it ever had open at once.
+    async fn slow_server(delay: Duration) -> (String, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let open = Arc::new(AtomicUsize::new(0));
+        let most = Arc::new(AtomicUsize::new(0));
+        let most_seen = most.clone();
+        tokio::spawn(async move {
+            loop {
+                let (mut stream, _) = listener.accept().await.unwrap();
+                let now = open.fetch_add(1, Ordering::SeqCst) + 1;
+                most.fetch_max(now, Ordering::SeqCst);
+                let open = open.clone();
+                tokio::spawn(async move {
+                    let mut buffer = vec![0u8; 4096];
+                    let mut seen = Vec::new();
+                    loop {
+                        match stream.read(&mut buffer).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => seen.extend_from_slice(&buffer[..n]),
+                        }
+                        while let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+                            seen.drain(..end + 4);
+                            tokio::time::sleep(delay).await;
+                            let answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+                            if stream.write_all(answer).await.is_err() {
+                                break;
+                            }
+                        }
+                    }
+                    open.fetch_sub(1, Ordering::SeqCst);
+                });
+            }
+        });
+        (base, most_seen)
+    }
+
+    #[tokio::test]
+    async fn requests_past_the_connection_limit_wait_their_turn() {
+        let (base, most_open) = slow_server(Duration::from_millis(300)).await;
+        let pool = OutboundPool::with_permits(true, Some(2));
+        let requests = (0..5).map(|i| {
+            let pool = pool.clone();
+            let url = format!("{base}/{i}");
+            async move {
+                let (response, _) = pool.send(get(&url), None).await?;
+                let status = response.status();
+                let body = response.into_body().collect().await?.to_bytes();
+                Ok::<_, Error>((status, body))
+            }
+        });
+        for answer in futures::future::join_all(requests).await {
+            let (status, body) = answer.expect("a queued request is served, not failed");
+            assert_eq!((status.as_u16(), &body[..]), (200, &b"ok"[..]));
+        }
+        assert_eq!(most_open.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn the_runtime_configs_limit_counts_one_more_connection_as_spin_does() {
+        let (base, most_open) = slow_server(Duration::from_millis(200)).await;
+        let config = OutboundHttpConfig {
+            connection_pooling: true,
+            max_concurrent_requests: Some(1),
+        };
+        let pool = OutboundPool::new(&config);
+        let requests = (0..4).map(|i| {
+            let pool = pool.clone();
+            let url = format!("{base}/{i}");
+            async move {
+                let (response, _) = pool.send(get(&url), None).await.unwrap();
+                response.into_body().collect().await.unwrap();
+            }
+        });
+        futures::future::join_all(requests).await;
+        assert_eq!(most_open.load(Ordering::SeqCst), 2);
+    }
+
     #[tokio::test]
     async fn a_server_that_never_answers_hits_the_first_byte_timeout() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/", listener.local_addr().unwrap());
         let _silent = tokio::spawn(async move { listener.accept().await });
-        let pool = OutboundPool::new();
+        let pool = OutboundPool::with_permits(true, None);
         let sent = pool.send(get(&url), options(200, 10_000)).await;
         assert!(
             matches!(sent, Err(Error::ConnectionReadTimeout)),
@@ -246,7 +491,7 @@ mod tests {
     async fn a_body_that_stalls_hits_the_between_bytes_timeout() {
         // Promises ten bytes, sends two, then goes quiet.
         let (base, _) = server(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nok").await;
-        let pool = OutboundPool::new();
+        let pool = OutboundPool::with_permits(true, None);
         let (response, _) = pool.send(get(&base), options(10_000, 200)).await.unwrap();
         let read = response.into_body().collect().await;
         assert!(
@@ -261,7 +506,9 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/", listener.local_addr().unwrap());
         drop(listener);
-        let sent = OutboundPool::new().send(get(&url), None).await;
+        let sent = OutboundPool::with_permits(true, None)
+            .send(get(&url), None)
+            .await;
         assert!(matches!(sent, Err(Error::Connect(_))), "{:?}", sent.err());
     }
 }

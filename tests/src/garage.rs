@@ -12,6 +12,11 @@ const ACCESS_KEY: &str = "GK5e0e5e0e5e0e5e0e5e0e5e0e";
 const SECRET_KEY: &str = "5ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7";
 /// The bucket the platform uses.
 pub const BUCKET: &str = "xtream";
+/// The bucket's lifecycle rules (abort multipart uploads unfinished after a
+/// day): the file `./x up` applies to its Garage too.
+pub const BUCKET_LIFECYCLE: &str = include_str!("../data/s3/bucket-lifecycle.xml");
+/// Where [`BUCKET_LIFECYCLE`] lives, relative to the workspace root.
+pub const BUCKET_LIFECYCLE_FILE: &str = "tests/data/s3/bucket-lifecycle.xml";
 
 /// A running single-node Garage with a default bucket and key, on free
 /// ports, storing into a temporary directory. Killed on drop.
@@ -47,7 +52,8 @@ pub fn garage_binary() -> PathBuf {
 }
 
 impl Garage {
-    /// Starts a fresh Garage and waits until its bucket answers.
+    /// Starts a fresh Garage, waits until its bucket answers and gives the
+    /// bucket its lifecycle rules ([`BUCKET_LIFECYCLE`]), as `./x up` does.
     pub async fn start() -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let s3_port = crate::free_port();
@@ -79,6 +85,11 @@ root_domain = ".s3.garage.localhost"
             child: None,
         };
         garage.resume().await?;
+        garage
+            .bucket()
+            .put_lifecycle(BUCKET_LIFECYCLE)
+            .await
+            .context("setting the bucket's lifecycle rules")?;
         Ok(garage)
     }
 

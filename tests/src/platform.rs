@@ -14,6 +14,10 @@ static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
 /// the others wait for it rather than compile the same code at once.
 static WARMING: tokio::sync::Mutex<bool> = tokio::sync::Mutex::const_new(false);
 
+/// Spin's runtime configuration file both `spin up` and the embedded host
+/// are given, relative to the workspace root (as `./x up` does).
+const RUNTIME_CONFIG: &str = "runtime-config.toml";
+
 /// The API key the platform accepts unless a test sets `api_keys` itself.
 pub const TEST_API_KEY: &str = "xtream-test-key-0123456789abcdef";
 
@@ -58,6 +62,7 @@ impl SpinUp {
         let child = Command::new(spin)
             .current_dir(crate::workspace_root())
             .args(["up", "--from", "spin.toml", "--listen", listen.as_str()])
+            .args(["--runtime-config-file", RUNTIME_CONFIG])
             .envs(env)
             .stdout(log.reopen()?)
             .stderr(log.reopen()?)
@@ -186,6 +191,9 @@ impl Platform {
             // Short, so the slow-client tests need not wait long; data in
             // the other tests never pauses this long.
             body_idle_timeout: std::time::Duration::from_secs(5),
+            runtime_config: xtream_host::RuntimeConfig::load(
+                &crate::workspace_root().join(RUNTIME_CONFIG),
+            )?,
         };
         let host = {
             let mut warmed = WARMING.lock().await;

@@ -192,6 +192,56 @@ impl Bucket {
             .collect())
     }
 
+    /// A URL for `method` on the bucket's `subresource` (`?lifecycle`),
+    /// presigned: rusty-s3 has no action for bucket subresources.
+    fn bucket_subresource_url(&self, method: rusty_s3::Method, subresource: &str) -> url::Url {
+        rusty_s3::signing::sign(
+            &jiff::Timestamp::now(),
+            method,
+            self.bucket.base_url().clone(),
+            self.credentials.key(),
+            self.credentials.secret(),
+            self.credentials.token(),
+            self.bucket.region(),
+            TTL.as_secs(),
+            [(subresource, "")].into_iter(),
+            std::iter::empty(),
+        )
+    }
+
+    /// PutBucketLifecycleConfiguration: replaces the bucket's lifecycle
+    /// rules with the `LifecycleConfiguration` document `xml`.
+    pub async fn put_lifecycle(&self, xml: &str) -> anyhow::Result<()> {
+        let url = self.bucket_subresource_url(rusty_s3::Method::Put, "lifecycle");
+        let response = self
+            .http
+            .put(url)
+            .header("content-type", "application/xml")
+            .body(xml.to_owned())
+            .send()
+            .await?;
+        let status = response.status();
+        anyhow::ensure!(
+            status.is_success(),
+            "the lifecycle rules were refused ({status}): {}",
+            response.text().await.unwrap_or_default()
+        );
+        Ok(())
+    }
+
+    /// GetBucketLifecycleConfiguration: the bucket's lifecycle rules (none
+    /// when it has no configuration).
+    pub async fn lifecycle(&self) -> anyhow::Result<Vec<LifecycleRule>> {
+        let url = self.bucket_subresource_url(rusty_s3::Method::Get, "lifecycle");
+        let response = self.http.get(url).send().await?;
+        if response.status() == 404 {
+            return Ok(Vec::new());
+        }
+        Ok(LifecycleRule::parse_all(
+            &response.error_for_status()?.text().await?,
+        ))
+    }
+
     /// An object's Content-Type.
     pub async fn content_type(&self, key: &str) -> anyhow::Result<Option<String>> {
         let url = self
@@ -205,6 +255,48 @@ impl Bucket {
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned))
     }
+}
+
+/// One rule of a bucket's lifecycle configuration: what the platform
+/// relies on of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LifecycleRule {
+    /// `ID`.
+    pub id: String,
+    /// `Status` is `Enabled`.
+    pub enabled: bool,
+    /// `AbortIncompleteMultipartUpload/DaysAfterInitiation`.
+    pub abort_incomplete_multipart_after_days: Option<u32>,
+    /// Whether the rule expires objects (`Expiration`), which would
+    /// delete videos.
+    pub expires_objects: bool,
+}
+
+impl LifecycleRule {
+    /// The rules of a `LifecycleConfiguration` document, as sent or as S3
+    /// answers it.
+    pub fn parse_all(xml: &str) -> Vec<LifecycleRule> {
+        xml.split("<Rule>")
+            .skip(1)
+            .map(|rule| {
+                let rule = rule.split("</Rule>").next().unwrap_or_default();
+                LifecycleRule {
+                    id: element(rule, "ID").unwrap_or_default(),
+                    enabled: element(rule, "Status").as_deref() == Some("Enabled"),
+                    abort_incomplete_multipart_after_days: element(rule, "DaysAfterInitiation")
+                        .and_then(|days| days.trim().parse().ok()),
+                    expires_objects: rule.contains("<Expiration>"),
+                }
+            })
+            .collect()
+    }
+}
+
+/// The text of the first `<name>` element in `within`.
+fn element(within: &str, name: &str) -> Option<String> {
+    let start = within.find(&format!("<{name}>"))? + name.len() + 2;
+    let end = within[start..].find(&format!("</{name}>"))? + start;
+    Some(within[start..end].trim().to_owned())
 }
 
 /// Lowercase hex of bytes.

@@ -146,6 +146,7 @@ async fn readiness_names_a_malformed_setting() {
         // the host still starts, as Spin does, and readiness says why.
         ("s3_endpoint", "http://127.0.0.1:9/xtream", "s3_endpoint"),
         ("max_upload_bytes", "ten gigabytes", "max_upload_bytes"),
+        ("max_concurrent_uploads", "0", "max_concurrent_uploads"),
         ("read_requires_key", "maybe", "read_requires_key"),
         ("s3_public_endpoint", "s3.example.com", "s3_public_endpoint"),
     ] {

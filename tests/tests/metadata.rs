@@ -705,6 +705,7 @@ async fn migrations_rerun_cleanly_and_an_edited_one_is_refused() {
         [
             "outbox",
             "schema_migrations",
+            "streamed_upload_slots",
             "streamed_uploads",
             "upload_sessions",
             "video_deletions",
@@ -723,7 +724,7 @@ async fn migrations_rerun_cleanly_and_an_edited_one_is_refused() {
 
     migrate(&db).await.unwrap();
     assert_eq!(applied().await, first, "the second run applied nothing");
-    assert_eq!(tables().await.len(), 6);
+    assert_eq!(tables().await.len(), 7);
     assert_eq!(db.row_counts().await.unwrap()[0], 1);
 
     // A migration whose SQL differs from what was applied is refused, and

@@ -152,9 +152,50 @@ impl UploadLimits {
     }
 }
 
+/// The largest `max_concurrent_uploads` accepted. Taking a slot looks at
+/// every slot number up to the limit, so the limit bounds the statement's
+/// cost too; a platform receiving more streamed uploads at once than this
+/// should send large files as resumable uploads (straight to S3) instead.
+pub const MAX_CONCURRENT_UPLOADS_CEILING: u32 = 10_000;
+
+/// Parses `max_concurrent_uploads`: how many streamed uploads (`POST
+/// /api/videos`, `POST /upload`) the platform receives at once, across all
+/// its instances. Each holds up to one S3 part in memory while it streams,
+/// so this bounds the memory uploads take; one more is answered 503 with
+/// `Retry-After`.
+pub fn parse_max_concurrent_uploads(text: &str) -> Result<u32, InvalidSetting> {
+    let text = text.trim();
+    text.parse::<u32>()
+        .ok()
+        .filter(|n| (1..=MAX_CONCURRENT_UPLOADS_CEILING).contains(n))
+        .ok_or_else(|| InvalidSetting {
+            name: "max_concurrent_uploads",
+            problem: format!(
+                "must be a whole number of uploads from 1 to {MAX_CONCURRENT_UPLOADS_CEILING} \
+                 (streamed uploads received at once, across every instance), like 64, not {text:?}"
+            ),
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_upload_concurrency_is_a_bounded_positive_count() {
+        assert_eq!(parse_max_concurrent_uploads("64"), Ok(64));
+        assert_eq!(parse_max_concurrent_uploads(" 2 "), Ok(2));
+        assert_eq!(parse_max_concurrent_uploads("10000"), Ok(10_000));
+        for bad in ["", "0", "-1", "1.5", "lots", "10001", "99999999999"] {
+            let refused = parse_max_concurrent_uploads(bad).unwrap_err();
+            assert_eq!(refused.name, "max_concurrent_uploads", "{bad}");
+            assert!(refused.problem.contains("from 1 to 10000"), "{refused}");
+            assert!(
+                refused.problem.contains(&format!("{:?}", bad.trim())),
+                "{refused}"
+            );
+        }
+    }
 
     #[test]
     fn parses_sizes_with_units() {

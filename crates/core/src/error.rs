@@ -17,6 +17,12 @@ pub struct ApiError {
     pub code: &'static str,
     /// What went wrong, in words a person can act on.
     pub message: String,
+    /// When the client may try again, in seconds: sent as `Retry-After`
+    /// (only by [`ApiError::busy`]).
+    pub retry_after_seconds: Option<u32>,
+    /// The methods the resource takes, as the `Allow` header a 405 must
+    /// carry (RFC 9110 §15.5.6); set only by [`ApiError::method_not_allowed`].
+    pub allow: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -36,6 +42,8 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after_seconds: None,
+            allow: None,
         }
     }
 
@@ -61,13 +69,24 @@ impl ApiError {
     }
 
     /// 405: the route exists but not for this method; `allowed` lists the
-    /// methods that are.
+    /// methods that are. Its [`ApiError::allow`] lists them too, with `HEAD`
+    /// wherever `GET` is (every route that answers `GET` answers `HEAD`).
     pub fn method_not_allowed(method: &str, allowed: &[&str]) -> Self {
-        Self::new(
-            405,
-            "method_not_allowed",
-            format!("{method} is not allowed here; use {}", allowed.join(", ")),
-        )
+        let mut allow: Vec<&str> = Vec::with_capacity(allowed.len() + 1);
+        for &name in allowed {
+            allow.push(name);
+            if name == "GET" && !allowed.contains(&"HEAD") {
+                allow.push("HEAD");
+            }
+        }
+        Self {
+            allow: Some(allow.join(", ")),
+            ..Self::new(
+                405,
+                "method_not_allowed",
+                format!("{method} is not allowed here; use {}", allowed.join(", ")),
+            )
+        }
     }
 
     /// 409: the request conflicts with the video's state (e.g. playing a
@@ -148,6 +167,17 @@ impl ApiError {
         Self::new(503, "queue_unavailable", message)
     }
 
+    /// 503: the platform is at a limit it keeps to stay within its memory
+    /// (as many streamed uploads as it takes at once); nothing went wrong,
+    /// and the same request will succeed later. Answered with
+    /// `Retry-After: retry_after_seconds`.
+    pub fn busy(message: impl Into<String>, retry_after_seconds: u32) -> Self {
+        Self {
+            retry_after_seconds: Some(retry_after_seconds),
+            ..Self::new(503, "server_busy", message)
+        }
+    }
+
     /// The JSON body: `{"error":{"code":"...","message":"..."}}`.
     pub fn to_json(&self) -> String {
         serde_json::to_string(&Envelope {
@@ -194,5 +224,31 @@ mod tests {
         assert_eq!(ApiError::forbidden("wrong key").status, 403);
         assert_eq!(ApiError::upload_incomplete("parts missing").status, 409);
         assert_eq!(ApiError::upload_expired("too late").status, 410);
+    }
+
+    #[test]
+    fn a_busy_server_says_when_to_come_back_in_the_usual_envelope() {
+        let busy = ApiError::busy("too many uploads at once", 5);
+        assert_eq!((busy.status, busy.code), (503, "server_busy"));
+        assert_eq!(busy.retry_after_seconds, Some(5));
+        let body: serde_json::Value = serde_json::from_str(&busy.to_json()).unwrap();
+        assert_eq!(body["error"]["code"], "server_busy");
+        assert_eq!(body["error"]["message"], "too many uploads at once");
+        assert_eq!(
+            ApiError::storage_unavailable("down").retry_after_seconds,
+            None
+        );
+    }
+
+    #[test]
+    fn a_405_names_the_methods_allowed_head_wherever_get_is() {
+        let refused = ApiError::method_not_allowed("TRACE", &["GET", "POST"]);
+        assert_eq!(refused.allow.as_deref(), Some("GET, HEAD, POST"));
+        assert_eq!(refused.message, "TRACE is not allowed here; use GET, POST");
+        let refused = ApiError::method_not_allowed("PUT", &["POST"]);
+        assert_eq!(refused.allow.as_deref(), Some("POST"));
+        let refused = ApiError::method_not_allowed("POST", &["GET", "HEAD"]);
+        assert_eq!(refused.allow.as_deref(), Some("GET, HEAD"));
+        assert_eq!(ApiError::not_found("x").allow, None);
     }
 }

@@ -32,6 +32,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "streamed_uploads",
         include_str!("../../../migrations/0002_streamed_uploads.sql"),
     ),
+    (
+        3,
+        "streamed_upload_slots",
+        include_str!("../../../migrations/0003_streamed_upload_slots.sql"),
+    ),
 ];
 
 /// One value bound to a placeholder.
@@ -399,6 +404,63 @@ pub fn select_stale_streamed_uploads(after_seconds: u64, limit: u64) -> Statemen
     s
 }
 
+/// Takes a slot for a streamed upload of video `id`: one of the slots 1 to
+/// `limit` that nobody holds or whose lease ran out, leased for
+/// `lease_seconds`. One row, `(free slots seen, slot taken or NULL)`.
+///
+/// The slot is picked at random among the free ones, so that uploads
+/// asking at once rarely pick the same. When two do, the primary key makes
+/// the second wait for the first and then find the slot leased: it takes
+/// nothing although slots were free, which `free slots seen > 0` tells the
+/// caller (who may ask again). No free slot seen means the limit is reached.
+pub fn take_upload_slot(id: VideoId, limit: u32, lease_seconds: u64) -> Statement {
+    let mut s = Statement::default();
+    let limit = s.bind(Param::BigInt(i64::from(limit)));
+    let id = s.bind(Param::Uuid(id));
+    let lease = s.bind(bigint(lease_seconds));
+    s.sql = format!(
+        "WITH free AS (\
+             SELECT n FROM generate_series(1, {limit}) AS n \
+             WHERE NOT EXISTS (SELECT 1 FROM streamed_upload_slots s \
+                               WHERE s.slot = n AND s.leased_until > now())\
+         ), pick AS (SELECT n FROM free ORDER BY random() LIMIT 1), \
+         taken AS (\
+             INSERT INTO streamed_upload_slots (slot, video_id, leased_until) \
+             SELECT n, {id}, now() + {lease} * interval '1 second' FROM pick \
+             ON CONFLICT (slot) DO UPDATE \
+                 SET video_id = excluded.video_id, leased_until = excluded.leased_until \
+                 WHERE streamed_upload_slots.leased_until <= now() \
+             RETURNING slot\
+         ) \
+         SELECT (SELECT count(*) FROM free), (SELECT slot::bigint FROM taken)"
+    );
+    s
+}
+
+/// Extends the lease of `slot`, held by the upload of video `id`, to
+/// `lease_seconds` from now. Rows `(slot)`: none when the lease had run out
+/// and another upload took the slot over.
+pub fn renew_upload_slot(id: VideoId, slot: i64, lease_seconds: u64) -> Statement {
+    let mut s = Statement::default();
+    let lease = s.bind(bigint(lease_seconds));
+    let slot = s.bind(Param::BigInt(slot));
+    let id = s.bind(Param::Uuid(id));
+    s.sql = format!(
+        "UPDATE streamed_upload_slots SET leased_until = now() + {lease} * interval '1 second' \
+         WHERE slot = {slot} AND video_id = {id} RETURNING slot::bigint"
+    );
+    s
+}
+
+/// Gives back `slot`, held by the upload of video `id` (if it still is).
+pub fn release_upload_slot(id: VideoId, slot: i64) -> Statement {
+    let mut s = Statement::default();
+    let slot = s.bind(Param::BigInt(slot));
+    let id = s.bind(Param::Uuid(id));
+    s.sql = format!("DELETE FROM streamed_upload_slots WHERE slot = {slot} AND video_id = {id}");
+    s
+}
+
 /// Keeps the lease of the job working on video `id`: a job in progress
 /// touches its row's `updated_at` every so often, so that a row in `queued`
 /// or `transcoding` that nobody touched for a lease's length belongs to a
@@ -734,6 +796,9 @@ mod tests {
             track_streamed_upload(r.id, "upload-1"),
             untrack_streamed_upload("upload-1"),
             select_stale_streamed_uploads(86400, 10),
+            take_upload_slot(r.id, 64, 60),
+            renew_upload_slot(r.id, 3, 60),
+            release_upload_slot(r.id, 3),
             select_abandoned_jobs(600, 10),
             requeue_abandoned_job(&r, "xtream.uploads", 600),
             video_exists(r.id),
@@ -776,6 +841,42 @@ mod tests {
                 .sql
                 .contains("upload_sessions")
         );
+    }
+
+    #[test]
+    fn an_upload_takes_one_of_the_first_limit_slots_or_one_whose_lease_ran_out() {
+        let r = record();
+        let take = take_upload_slot(r.id, 64, 60);
+        assert_eq!(
+            take.params,
+            vec![Param::BigInt(64), Param::Uuid(r.id), Param::BigInt(60)]
+        );
+        let sql = &take.sql;
+        assert!(sql.contains("generate_series(1, $1::bigint)"), "{sql}");
+        // Free: nobody holds it, or its holder's lease ran out.
+        assert!(sql.contains("s.leased_until > now()"), "{sql}");
+        // Two uploads on one slot are kept apart by the primary key, not by
+        // what each statement's snapshot saw; a live lease is never taken.
+        assert!(sql.contains("ON CONFLICT (slot) DO UPDATE"), "{sql}");
+        assert!(
+            sql.contains("WHERE streamed_upload_slots.leased_until <= now()"),
+            "{sql}"
+        );
+        assert!(sql.contains("SELECT (SELECT count(*) FROM free)"), "{sql}");
+    }
+
+    #[test]
+    fn only_an_upload_holding_a_slot_renews_or_releases_it() {
+        let r = record();
+        for s in [renew_upload_slot(r.id, 3, 60), release_upload_slot(r.id, 3)] {
+            assert!(
+                s.sql.contains("WHERE slot = ") && s.sql.contains("AND video_id = "),
+                "{}",
+                s.sql
+            );
+            assert!(s.params.contains(&Param::Uuid(r.id)));
+            assert!(s.params.contains(&Param::BigInt(3)));
+        }
     }
 
     #[test]

@@ -67,6 +67,11 @@ pub fn classify(
         let boundary = mime_param(content_type, "boundary").ok_or_else(|| {
             ApiError::bad_request("multipart/form-data needs a boundary parameter")
         })?;
+        // Checked now even though a `title` field of the form would win: a
+        // malformed parameter is refused, never silently ignored.
+        if let Some(title) = &query.title {
+            title_or_default(Some(title), "")?;
+        }
         return Ok(UploadForm::Multipart {
             boundary,
             title: query.title,
@@ -301,6 +306,114 @@ impl ByteBudget {
     }
 }
 
+/// How long a streamed upload's slot is leased (see
+/// [`crate::metadata::take_upload_slot`]): an upload whose instance died
+/// frees its slot this long after its last renewal.
+pub const UPLOAD_SLOT_LEASE: std::time::Duration = std::time::Duration::from_secs(60);
+/// How often a streaming upload renews its slot's lease, while bytes
+/// arrive: a few renewals fit in a lease, so one failed renewal loses
+/// nothing.
+pub const UPLOAD_SLOT_RENEWAL: std::time::Duration = std::time::Duration::from_secs(20);
+/// How long a client refused for lack of an upload slot is asked to wait
+/// (`Retry-After`): uploads last seconds to minutes, and a client that
+/// comes back sooner would mostly be refused again.
+pub const BUSY_RETRY_AFTER_SECONDS: u32 = 5;
+
+/// Times a streamed upload asks for a slot when slots were free but
+/// another upload took the one it picked at the same moment.
+pub const UPLOAD_SLOT_ATTEMPTS: usize = 3;
+
+/// The answer to a streamed upload that found every slot taken.
+pub fn busy_with_uploads(limit: u32) -> ApiError {
+    ApiError::busy(
+        format!(
+            "the server is busy: it is already receiving {limit} uploads, as many as it takes \
+             at once; retry after {BUSY_RETRY_AFTER_SECONDS} seconds (large files upload best \
+             as resumable uploads, POST /api/uploads)"
+        ),
+        BUSY_RETRY_AFTER_SECONDS,
+    )
+}
+
+/// The bytes of a streamed upload's next S3 part, held until the part is
+/// full (or the upload ends).
+///
+/// Memory grows with the data, geometrically but never past one part, so
+/// a small upload holds about its own size and a large one at most one
+/// part (a `Vec` left to grow by itself can reach twice the part size
+/// before the part is full). Once a part has been full the upload is known
+/// to be large, and each later part is reserved whole up front instead of
+/// being grown (and copied) again.
+#[derive(Debug)]
+pub struct PartBuffer {
+    part_size: usize,
+    pending: Vec<u8>,
+    large: bool,
+}
+
+impl PartBuffer {
+    /// An empty buffer for parts of `part_size` bytes.
+    pub fn new(part_size: u64) -> Self {
+        Self {
+            part_size: usize::try_from(part_size).unwrap_or(usize::MAX).max(1),
+            pending: Vec::new(),
+            large: false,
+        }
+    }
+
+    /// Takes as much of `data` as the current part has room for and
+    /// returns the rest; when something is left, the part is full.
+    pub fn fill<'a>(&mut self, data: &'a [u8]) -> &'a [u8] {
+        let room = self.part_size - self.pending.len();
+        let (now, later) = data.split_at(room.min(data.len()));
+        let needed = self.pending.len() + now.len();
+        if needed > self.pending.capacity() {
+            let grown = if self.large {
+                self.part_size
+            } else {
+                (self.pending.capacity() * 2)
+                    .max(needed)
+                    .min(self.part_size)
+            };
+            self.pending.reserve_exact(grown - self.pending.len());
+        }
+        self.pending.extend_from_slice(now);
+        later
+    }
+
+    /// Whether the current part has reached the part size.
+    pub fn is_full(&self) -> bool {
+        self.pending.len() == self.part_size
+    }
+
+    /// Whether nothing is held.
+    pub fn is_empty(&self) -> bool {
+        self.pending.is_empty()
+    }
+
+    /// Bytes held.
+    pub fn len(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Bytes reserved: what the buffer costs in memory.
+    pub fn capacity(&self) -> usize {
+        self.pending.capacity()
+    }
+
+    /// Hands over the bytes held (a full part, or the last one) and starts
+    /// the next part empty.
+    pub fn take(&mut self) -> Vec<u8> {
+        self.large |= self.is_full();
+        std::mem::take(&mut self.pending)
+    }
+
+    /// Drops whatever is held.
+    pub fn clear(&mut self) {
+        self.pending = Vec::new();
+    }
+}
+
 impl From<MultipartError> for ApiError {
     fn from(err: MultipartError) -> Self {
         ApiError::bad_request(err.to_string())
@@ -312,6 +425,60 @@ mod tests {
     use super::*;
 
     const LIMITS: UploadLimits = UploadLimits { max_bytes: 1000 };
+
+    /// Feeds `total` bytes in `chunk`-sized pieces; returns the parts
+    /// handed over and the largest reservation seen.
+    fn stream_through(buffer: &mut PartBuffer, total: usize, chunk: usize) -> (Vec<usize>, usize) {
+        let data: Vec<u8> = (0..total).map(|i| (i % 251) as u8).collect();
+        let (mut parts, mut peak, mut joined) = (Vec::new(), 0, Vec::new());
+        for piece in data.chunks(chunk) {
+            let mut rest = piece;
+            while !rest.is_empty() {
+                rest = buffer.fill(rest);
+                peak = peak.max(buffer.capacity());
+                if buffer.is_full() {
+                    let part = buffer.take();
+                    parts.push(part.len());
+                    joined.extend_from_slice(&part);
+                }
+            }
+        }
+        if !buffer.is_empty() {
+            let part = buffer.take();
+            parts.push(part.len());
+            joined.extend_from_slice(&part);
+        }
+        assert_eq!(joined, data, "every byte, in order, once");
+        (parts, peak)
+    }
+
+    #[test]
+    fn a_small_upload_holds_about_its_own_size() {
+        const MIB: usize = 1 << 20;
+        let mut buffer = PartBuffer::new(8 * MIB as u64);
+        let (parts, peak) = stream_through(&mut buffer, 100_000, 16_384);
+        assert_eq!(parts, [100_000]);
+        assert!(peak < 2 * 100_000, "reserved {peak} bytes for 100 kB");
+    }
+
+    #[test]
+    fn the_part_buffer_never_reserves_more_than_a_part() {
+        const PART: usize = 8 << 20;
+        // Chunk sizes that are not powers of two, as multipart parsing
+        // yields them: a Vec growing by itself doubles past the part size.
+        for chunk in [1, 1000, 16_384, 100_000, 65_537, 3 << 20, 9 << 20] {
+            let mut buffer = PartBuffer::new(PART as u64);
+            let total = if chunk == 1 {
+                3 * PART / 2
+            } else {
+                2 * PART + 12_345
+            };
+            let (parts, peak) = stream_through(&mut buffer, total, chunk);
+            assert!(peak <= PART, "chunks of {chunk}: reserved {peak}");
+            assert!(parts[..parts.len() - 1].iter().all(|&len| len == PART));
+            assert_eq!(parts.iter().sum::<usize>(), total);
+        }
+    }
 
     fn status(result: Result<UploadForm, ApiError>) -> u16 {
         result.map(|_| 200).unwrap_or_else(|e| e.status)
@@ -352,6 +519,24 @@ mod tests {
                 title: None
             }
         );
+    }
+
+    #[test]
+    fn a_malformed_query_title_is_refused_whatever_the_form() {
+        for content_type in ["multipart/form-data; boundary=x", "video/mp4"] {
+            for title in ["bell%07", &"a".repeat(MAX_TITLE_CHARS + 1)] {
+                let query = format!("title={title}");
+                let refused = classify(Some(content_type), Some("10"), &query, LIMITS);
+                assert_eq!(status(refused), 400, "{content_type} {title}");
+            }
+        }
+        let form = classify(
+            Some("multipart/form-data; boundary=x"),
+            Some("10"),
+            "title=%20",
+            LIMITS,
+        );
+        assert_eq!(status(form), 200);
     }
 
     #[test]

@@ -3,7 +3,9 @@
 use spin_sdk::variables;
 use xtream_core::ApiError;
 use xtream_core::auth::{ApiKeys, parse_read_requires_key};
-use xtream_core::config::{InvalidSetting, StorageSettings, UploadLimits};
+use xtream_core::config::{
+    InvalidSetting, StorageSettings, UploadLimits, parse_max_concurrent_uploads,
+};
 
 /// A Spin variable of this component; a missing one is a misconfiguration.
 pub fn variable(name: &str) -> Result<String, ApiError> {
@@ -26,6 +28,7 @@ pub fn check_settings() -> Result<(), ApiError> {
     storage_settings()?;
     public_endpoint()?;
     upload_limits()?;
+    max_concurrent_uploads()?;
     read_requires_key()?;
     for name in ["kafka_bridge_url", "uploads_topic"] {
         variable(name)?;
@@ -48,6 +51,11 @@ pub fn storage_settings() -> Result<StorageSettings, ApiError> {
 /// The upload size limit.
 pub fn upload_limits() -> Result<UploadLimits, ApiError> {
     UploadLimits::parse(&variable("max_upload_bytes")?).map_err(misconfigured)
+}
+
+/// How many streamed uploads the platform receives at once.
+pub fn max_concurrent_uploads() -> Result<u32, ApiError> {
+    parse_max_concurrent_uploads(&variable("max_concurrent_uploads")?).map_err(misconfigured)
 }
 
 /// Where clients reach S3 (for presigned part URLs).

@@ -102,6 +102,14 @@ pub fn int64(row: &[DbValue], index: usize) -> Result<i64, ApiError> {
     }
 }
 
+/// Column `index` of `row` as a 64-bit integer, `None` when NULL.
+pub fn optional_int64(row: &[DbValue], index: usize) -> Result<Option<i64>, ApiError> {
+    match row.get(index) {
+        Some(DbValue::DbNull) => Ok(None),
+        _ => int64(row, index).map(Some),
+    }
+}
+
 fn unexpected(index: usize, value: Option<&DbValue>) -> ApiError {
     ApiError::internal(format!(
         "the database answered {value:?} in column {index}, which this code does not expect"

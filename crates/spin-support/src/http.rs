@@ -50,13 +50,20 @@ pub async fn respond_json(
 
 /// Answers with an [`ApiError`]'s status and JSON body.
 pub async fn respond_error(out: ResponseOutparam, error: &ApiError) {
+    let mut headers: Vec<(&str, String)> = Vec::new();
     // RFC 7235: a 401 names the scheme that would be accepted.
-    let challenge: &[(&str, String)] = if error.status == 401 {
-        &[("www-authenticate", AUTH_CHALLENGE.to_owned())]
-    } else {
-        &[]
-    };
-    respond_bytes(out, error.status, error.to_json().into_bytes(), challenge).await;
+    if error.status == 401 {
+        headers.push(("www-authenticate", AUTH_CHALLENGE.to_owned()));
+    }
+    // RFC 9110: a 503 may say when to come back.
+    if let Some(seconds) = error.retry_after_seconds {
+        headers.push(("retry-after", seconds.to_string()));
+    }
+    // RFC 9110: a 405 lists the methods the resource takes.
+    if let Some(allow) = &error.allow {
+        headers.push(("allow", allow.clone()));
+    }
+    respond_bytes(out, error.status, error.to_json().into_bytes(), &headers).await;
 }
 
 /// The `WWW-Authenticate` challenge of every 401.

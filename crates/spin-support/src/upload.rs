@@ -10,7 +10,7 @@ use spin_sdk::http::IncomingRequest;
 use xtream_core::config::UploadLimits;
 use xtream_core::metadata;
 use xtream_core::multipart::{Event, MultipartParser};
-use xtream_core::upload::{self, ByteBudget, UploadForm};
+use xtream_core::upload::{self, ByteBudget, PartBuffer, UploadForm};
 use xtream_core::{ApiError, VideoId, VideoRecord, keys};
 
 /// The form field holding the video, as the original Xtream named it.
@@ -25,7 +25,9 @@ const MAX_TITLE_FIELD_BYTES: usize = 4 * upload::MAX_TITLE_CHARS;
 /// Nothing becomes visible unless everything succeeded: the row (with its
 /// announcement) is written after the original is whole, and a failed
 /// original is aborted or deleted. The database is only reached once the
-/// bytes are stored, so no upload holds a connection while it streams.
+/// bytes are stored, so no upload holds a connection while it streams; it
+/// only takes, renews and gives back its upload slot (one of
+/// `max_concurrent_uploads`), each with a short statement.
 pub async fn receive(
     store: &ObjectStore,
     request: IncomingRequest,
@@ -39,7 +41,10 @@ pub async fn receive(
         limits,
     )?;
     let id = VideoId::random();
-    let mut original = ObjectWriter::new(store, id, limits.part_size());
+    // Before any byte is read: past the limit, the client hears 503 with
+    // Retry-After and nothing is held for it.
+    let slot = UploadSlot::take(id)?;
+    let mut original = ObjectWriter::new(store, id, limits.part_size(), slot);
     let received = match form {
         UploadForm::Raw {
             content_type,
@@ -290,19 +295,82 @@ async fn receive_form(
     })
 }
 
+/// A streamed upload's place among the `max_concurrent_uploads` the
+/// platform receives at once, across every instance (a row of
+/// `streamed_upload_slots`). Leased: renewed while bytes arrive, so the
+/// slot of an upload whose instance dies frees itself; given back when
+/// dropped.
+struct UploadSlot {
+    id: VideoId,
+    slot: i64,
+    renewed: std::time::Instant,
+}
+
+impl UploadSlot {
+    /// Takes a free slot, or answers 503 with Retry-After when every slot
+    /// is taken.
+    fn take(id: VideoId) -> Result<Self, ApiError> {
+        let limit = crate::config::max_concurrent_uploads()?;
+        let db = crate::db::open()?;
+        let take = metadata::take_upload_slot(id, limit, upload::UPLOAD_SLOT_LEASE.as_secs());
+        for _ in 0..upload::UPLOAD_SLOT_ATTEMPTS {
+            let rows = db.rows(&take)?;
+            let row = rows
+                .first()
+                .ok_or_else(|| ApiError::internal("taking an upload slot returned no row"))?;
+            if let Some(slot) = crate::db::optional_int64(row, 1)? {
+                return Ok(Self {
+                    id,
+                    slot,
+                    renewed: std::time::Instant::now(),
+                });
+            }
+            // Slots were free, but another upload took the one picked at
+            // the same moment: ask again. None free: the limit is reached.
+            if crate::db::int64(row, 0)? == 0 {
+                break;
+            }
+        }
+        Err(upload::busy_with_uploads(limit))
+    }
+
+    /// Extends the lease when it is due, as bytes arrive. A failed renewal
+    /// is left for the next: the lease outlasts a few of them.
+    fn keep(&mut self) {
+        if self.renewed.elapsed() < upload::UPLOAD_SLOT_RENEWAL {
+            return;
+        }
+        self.renewed = std::time::Instant::now();
+        let renew =
+            metadata::renew_upload_slot(self.id, self.slot, upload::UPLOAD_SLOT_LEASE.as_secs());
+        let _ = crate::db::open().and_then(|db| db.rows(&renew));
+    }
+}
+
+impl Drop for UploadSlot {
+    /// Gives the slot back; if that fails, its lease runs out instead.
+    fn drop(&mut self) {
+        let release = metadata::release_upload_slot(self.id, self.slot);
+        let _ = crate::db::open().and_then(|db| db.execute(&release));
+    }
+}
+
 /// Writes a video's original from a stream of chunks, holding at most one
-/// part in memory: small originals become one PUT, larger ones a multipart
-/// upload. A multipart upload is noted in `streamed_uploads` while it is
-/// open, so that its parts (which no object listing shows) are freed by the
-/// worker's sweeper if this instance dies before completing or aborting it.
+/// part in memory ([`PartBuffer`]): small originals become one PUT, larger
+/// ones a multipart upload. A multipart upload is noted in
+/// `streamed_uploads` while it is open, so that its parts (which no object
+/// listing shows) are freed by the worker's sweeper if this instance dies
+/// before completing or aborting it. The upload's slot is held for as long
+/// as the writer may hold a part, and given back once the original is
+/// stored or discarded.
 struct ObjectWriter<'a> {
     store: &'a ObjectStore,
     id: VideoId,
     key: String,
-    part_size: usize,
-    pending: Vec<u8>,
+    part: PartBuffer,
     multipart: Option<MultipartUpload>,
     size: u64,
+    slot: Option<UploadSlot>,
 }
 
 struct MultipartUpload {
@@ -311,15 +379,15 @@ struct MultipartUpload {
 }
 
 impl<'a> ObjectWriter<'a> {
-    fn new(store: &'a ObjectStore, id: VideoId, part_size: u64) -> Self {
+    fn new(store: &'a ObjectStore, id: VideoId, part_size: u64, slot: UploadSlot) -> Self {
         Self {
             store,
             id,
             key: keys::original(id),
-            part_size: usize::try_from(part_size).unwrap_or(usize::MAX),
-            pending: Vec::new(),
+            part: PartBuffer::new(part_size),
             multipart: None,
             size: 0,
+            slot: Some(slot),
         }
     }
 
@@ -328,13 +396,13 @@ impl<'a> ObjectWriter<'a> {
     }
 
     async fn write(&mut self, mut data: &[u8], content_type: &str) -> Result<(), ApiError> {
+        if let Some(slot) = &mut self.slot {
+            slot.keep();
+        }
         self.size += data.len() as u64;
         while !data.is_empty() {
-            let room = self.part_size - self.pending.len();
-            let (now, later) = data.split_at(room.min(data.len()));
-            self.pending.extend_from_slice(now);
-            data = later;
-            if self.pending.len() == self.part_size {
+            data = self.part.fill(data);
+            if self.part.is_full() {
                 self.send_part(content_type).await?;
             }
         }
@@ -359,7 +427,7 @@ impl<'a> ObjectWriter<'a> {
         let upload = self.multipart.as_mut().expect("started above");
         let number = u16::try_from(upload.etags.len() + 1)
             .map_err(|_| StorageError::BadResponse("too many parts".into()))?;
-        let part = std::mem::replace(&mut self.pending, Vec::with_capacity(self.part_size));
+        let part = self.part.take();
         let etag = self
             .store
             .upload_part(&self.key, &upload.upload_id, number, part)
@@ -371,11 +439,11 @@ impl<'a> ObjectWriter<'a> {
     async fn finish(&mut self, content_type: &str) -> Result<(), ApiError> {
         match &self.multipart {
             None => {
-                let body = std::mem::take(&mut self.pending);
-                Ok(self.store.put(&self.key, body, content_type).await?)
+                let body = self.part.take();
+                self.store.put(&self.key, body, content_type).await?;
             }
             Some(_) => {
-                if !self.pending.is_empty() {
+                if !self.part.is_empty() {
                     self.send_part(content_type).await?;
                 }
                 let upload = self.multipart.as_ref().expect("checked above");
@@ -383,16 +451,18 @@ impl<'a> ObjectWriter<'a> {
                     .complete_multipart(&self.key, &upload.upload_id, &upload.etags)
                     .await?;
                 untrack(&upload.upload_id);
-                Ok(())
             }
         }
+        // Nothing is held any more; the row and announcement need no slot.
+        self.slot = None;
+        Ok(())
     }
 
     /// Drops whatever was stored so far. Only a multipart upload has left
     /// anything in the store; if aborting it fails, its row stays for the
     /// sweeper.
     async fn discard(&mut self) {
-        self.pending = Vec::new();
+        self.part.clear();
         if let Some(upload) = self.multipart.take()
             && self
                 .store
@@ -402,6 +472,7 @@ impl<'a> ObjectWriter<'a> {
         {
             untrack(&upload.upload_id);
         }
+        self.slot = None;
     }
 }
 

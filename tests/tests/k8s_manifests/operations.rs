@@ -5,7 +5,7 @@
 
 use crate::flows::{elsewhere, flow_allowed, tcp};
 use crate::operators::pods;
-use crate::render::{id, items, kind, name, namespace, parse_yaml, pod_spec, s};
+use crate::render::{containers, id, items, kind, name, namespace, parse_yaml, pod_spec, s};
 use crate::rules::{config_maps_named, config_value, upload_bytes};
 use serde_json::Value;
 
@@ -141,6 +141,61 @@ pub(crate) fn job_template_violations(objects: &[Value]) -> Vec<String> {
             out.push(format!(
                 "{}: without spec.ttlSecondsAfterFinished the finished Job stays and blocks a changed template",
                 id(o)
+            ));
+        }
+    }
+    out
+}
+
+/// Multipart uploads nobody finished must not hold storage for ever. The
+/// local Garage gets the bucket lifecycle rule of
+/// tests/data/s3/bucket-lifecycle.xml (abort them after a day); MinIO drops
+/// that action from lifecycle rules and aborts them itself past its `api
+/// stale_uploads_expiry`, so where MinIO runs, a Job of `mc` must pin that
+/// to the same day, and nothing may expire objects (`mc ilm ... --expire-*`
+/// would delete videos).
+pub(crate) fn stale_multipart_violations(objects: &[Value]) -> Vec<String> {
+    let days = xtream_tests::s3::LifecycleRule::parse_all(xtream_tests::garage::BUCKET_LIFECYCLE)
+        .iter()
+        .find_map(|rule| rule.abort_incomplete_multipart_after_days)
+        .expect("the lifecycle rules abort unfinished multipart uploads");
+    let expiry = format!("api stale_uploads_expiry={}h", days * 24);
+    let images = |o: &Value, image: &str| -> Vec<String> {
+        pod_spec(o)
+            .into_iter()
+            .flat_map(containers)
+            .filter(|(c, _)| s(c, "/image").contains(image))
+            .map(|(c, _)| {
+                let words = items(c, "/command").iter().chain(items(c, "/args"));
+                words
+                    .filter_map(Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .collect()
+    };
+    let mut out = Vec::new();
+    let mut pinned = false;
+    for job in objects.iter().filter(|o| kind(o) == "Job") {
+        for script in images(job, "minio/mc") {
+            pinned |= script.contains(&expiry);
+            if script.contains("--expire-") || script.contains("--noncurrent-expire") {
+                out.push(format!(
+                    "{}: expires objects, which would delete videos",
+                    id(job)
+                ));
+            }
+        }
+    }
+    let servers = objects
+        .iter()
+        .filter(|o| !images(o, "minio/minio").is_empty());
+    for server in servers {
+        if !pinned {
+            out.push(format!(
+                "{}: no mc Job sets `{expiry}`, the day after which MinIO aborts unfinished \
+                 multipart uploads (the Garage rule of tests/data/s3/bucket-lifecycle.xml)",
+                id(server)
             ));
         }
     }
@@ -600,6 +655,56 @@ fn the_ingress_controller_times_out_slow_clients_like_the_host() {
     assert!(
         script.contains(file),
         "k8s/minikube.sh does not apply {file}"
+    );
+}
+
+#[test]
+fn minio_must_abort_unfinished_multipart_uploads_as_garage_does() {
+    let world = |script: &str| {
+        parse_yaml(&format!(
+            r#"
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {{name: minio, namespace: demo}}
+spec:
+  selector: {{matchLabels: {{app: minio}}}}
+  template:
+    metadata: {{labels: {{app: minio}}}}
+    spec: {{containers: [{{name: minio, image: "quay.io/minio/minio:RELEASE.2025-04-22T22-12-26Z"}}]}}
+---
+apiVersion: batch/v1
+kind: Job
+metadata: {{name: bucket, namespace: demo}}
+spec:
+  template:
+    spec:
+      restartPolicy: OnFailure
+      containers:
+        - name: mc
+          image: quay.io/minio/mc:RELEASE.2025-04-16T18-13-26Z
+          command: ["/bin/sh", "-ec"]
+          args: [{script:?}]
+"#
+        ))
+    };
+    let pinned = "mc mb x/b\nmc admin config set x api stale_uploads_expiry=24h\n";
+    assert_eq!(
+        stale_multipart_violations(&world(pinned)),
+        Vec::<String>::new()
+    );
+    let found = stale_multipart_violations(&world("mc mb x/b"));
+    assert!(
+        found.iter().any(|v| v.contains("stale_uploads_expiry=24h")),
+        "{found:?}"
+    );
+    let found =
+        stale_multipart_violations(&world("mc admin config set x api stale_uploads_expiry=72h"));
+    assert_eq!(found.len(), 1, "another day than Garage's: {found:?}");
+    let expiring = format!("{pinned}mc ilm rule add --expire-days 30 x/b");
+    let found = stale_multipart_violations(&world(&expiring));
+    assert!(
+        found.iter().any(|v| v.contains("delete videos")),
+        "{found:?}"
     );
 }
 

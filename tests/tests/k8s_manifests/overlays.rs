@@ -5,7 +5,7 @@ use crate::containers::{hygiene_violations, image_violations};
 use crate::flows::{End, Flow, elsewhere, flow_violations, owner, tcp};
 use crate::operations::{
     acme_solver_violations, job_template_violations, presigned_upload_violations,
-    runtime_class_violations, scratch_violations,
+    runtime_class_violations, scratch_violations, stale_multipart_violations,
 };
 use crate::operators::services;
 use crate::references::reference_violations;
@@ -155,6 +155,7 @@ pub(crate) fn all_violations(objects: &[Value], overlay: &str) -> Vec<String> {
         presigned_upload_violations(objects),
         acme_solver_violations(objects),
         runtime_class_violations(objects),
+        stale_multipart_violations(objects),
     ]
     .concat()
 }
@@ -249,6 +250,7 @@ fn overlays_deploy_everything_the_platform_needs() {
             "s3_access_key",
             "s3_secret_key",
             "max_upload_bytes",
+            "max_concurrent_uploads",
             "kafka_bridge_url",
             "uploads_topic",
             "api_keys",
