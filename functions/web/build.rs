@@ -1,7 +1,7 @@
-//! Embeds the web app into the component: every file under `web/src/`, and
-//! the pinned hls.js build from `web/node_modules/` (put there by
-//! `npm ci --prefix web`, which `./x setup` and spin.toml's build command
-//! run first). Each file gets a strong ETag computed here, once, from its
+//! Embeds the web app into the component: every file under `web/src/`, the
+//! API's OpenAPI document (`api/openapi.json`), and the pinned hls.js build
+//! from `web/node_modules/` (put there by `npm ci --prefix web`, which
+//! `./x setup` and spin.toml's build command run first). Each file gets a strong ETag computed here, once, from its
 //! content, so the component never hashes at run time.
 //!
 //! Writes `$OUT_DIR/assets.rs`: `pub static ASSETS: &[Asset]`, sorted by path.
@@ -19,6 +19,10 @@ const VENDORED: &[(&str, &str)] = &[(
     "node_modules/hls.js/dist/hls.light.min.mjs",
 )];
 
+/// Files from elsewhere in the repository, served by this component at
+/// routes of their own in spin.toml: the API's OpenAPI document.
+const REPOSITORY_FILES: &[(&str, &str)] = &[("/api/openapi.json", "../api/openapi.json")];
+
 fn main() {
     let web = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../web");
     let web = web
@@ -34,6 +38,11 @@ fn main() {
 
     let mut files: Vec<(String, PathBuf)> = Vec::new();
     collect(&source, &source, &mut files);
+    for (url, file) in REPOSITORY_FILES {
+        let file = web.join(file);
+        println!("cargo::rerun-if-changed={}", file.display());
+        files.push(((*url).to_owned(), file));
+    }
     for (url, file) in VENDORED {
         let file = web.join(file);
         if !file.is_file() {

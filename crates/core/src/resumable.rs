@@ -41,7 +41,7 @@ pub struct NewUpload {
     #[serde(default)]
     pub filename: Option<String>,
     /// The exact size of the file in bytes.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole_number")]
     pub size: Option<u64>,
     /// The file's MIME type; inferred from the extension when absent.
     #[serde(default)]
@@ -49,6 +49,32 @@ pub struct NewUpload {
     /// A title; the file name without extension when absent.
     #[serde(default)]
     pub title: Option<String>,
+}
+
+/// A JSON number with no fractional part, as a `u64`: JSON has one number
+/// type, and `1234.0` is the same number as `1234` (JSON Schema calls both
+/// integers), as clients that hold sizes as floats send it. `null` is
+/// absent.
+fn whole_number<'de, D>(deserializer: D) -> Result<Option<u64>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let Some(number) = Option::<serde_json::Number>::deserialize(deserializer)? else {
+        return Ok(None);
+    };
+    if let Some(whole) = number.as_u64() {
+        return Ok(Some(whole));
+    }
+    // Below 2^64, so the conversion is exact for every float that passes.
+    const LIMIT: f64 = 18_446_744_073_709_551_616.0;
+    match number.as_f64() {
+        Some(float) if float.fract() == 0.0 && (0.0..LIMIT).contains(&float) => {
+            Ok(Some(float as u64))
+        }
+        _ => Err(serde::de::Error::custom(format!(
+            "size must be a whole number of bytes, not {number}"
+        ))),
+    }
 }
 
 /// A [`NewUpload`] that passed every check, with its part plan.
@@ -429,6 +455,20 @@ mod tests {
             NewUpload::from_json(br#"{"size":-1}"#).unwrap_err().status,
             400
         );
+    }
+
+    #[test]
+    fn a_size_is_any_json_number_without_a_fraction() {
+        let size = |json: &str| NewUpload::from_json(json.as_bytes()).map(|u| u.size);
+        assert_eq!(size(r#"{"size":13578.0}"#), Ok(Some(13578)));
+        assert_eq!(size(r#"{"size":1e3}"#), Ok(Some(1000)));
+        assert_eq!(size(r#"{"size":18446744073709551615}"#), Ok(Some(u64::MAX)));
+        assert_eq!(size(r#"{"size":null}"#), Ok(None));
+        assert_eq!(size(r#"{}"#), Ok(None));
+        for bad in ["1.5", "-1", "-1.0", "1e20", "\"5\"", "true"] {
+            let error = size(&format!(r#"{{"size":{bad}}}"#)).unwrap_err();
+            assert_eq!(error.status, 400, "{bad}");
+        }
     }
 
     #[test]

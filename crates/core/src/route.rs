@@ -261,6 +261,30 @@ mod tests {
     fn answers_405_and_404_where_due() {
         let id = VideoId::random();
         assert_eq!(api_route("DELETE", "/api/videos").unwrap_err().status, 405);
+        // Each 405 carries the Allow header of its resource.
+        let allow = |error: ApiError| error.allow.unwrap_or_default();
+        assert_eq!(
+            allow(api_route("TRACE", "/api/videos").unwrap_err()),
+            "GET, HEAD, POST"
+        );
+        let one = format!("/api/videos/{id}");
+        assert_eq!(
+            allow(api_route("PATCH", &one).unwrap_err()),
+            "GET, HEAD, DELETE"
+        );
+        assert_eq!(
+            allow(uploads_route("GET", "/api/uploads").unwrap_err()),
+            "POST"
+        );
+        assert_eq!(
+            allow(health_route("POST", "/health").unwrap_err()),
+            "GET, HEAD"
+        );
+        let original = format!("/api/videos/{id}/original");
+        assert_eq!(
+            allow(stream_route("PUT", &original).unwrap_err()),
+            "GET, HEAD"
+        );
         assert_eq!(
             api_route("PUT", &format!("/api/videos/{id}"))
                 .unwrap_err()

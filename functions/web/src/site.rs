@@ -149,8 +149,8 @@ fn error_reply(error: &ApiError) -> Reply {
         ("cache-control", "no-store".to_owned()),
         ("content-length", body.len().to_string()),
     ];
-    if error.status == 405 {
-        headers.push(("allow", ALLOWED.join(", ")));
+    if let Some(allow) = &error.allow {
+        headers.push(("allow", allow.clone()));
     }
     Reply {
         status: error.status,
@@ -293,6 +293,15 @@ mod tests {
             assert!(!asset.body.is_empty());
             assert_eq!(asset.etag.len(), 34, "quoted 32 hex digits");
         }
+    }
+
+    #[test]
+    fn the_api_document_is_served_as_json() {
+        let reply = reply(crate::bundle::ASSETS, "GET", "/api/openapi.json", None);
+        assert_eq!(reply.status, 200);
+        assert_eq!(header(&reply, "content-type"), Some("application/json"));
+        let document: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
+        assert!(document["openapi"].as_str().unwrap().starts_with("3.1."));
     }
 
     /// Quoted local file names in a page or script: `"/app.css"`,
