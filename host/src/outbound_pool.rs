@@ -332,6 +332,23 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
 
+    /// Idle pooled connections keep their permits (as in Spin), so the
+    /// project's runtime config must leave room above what idle connections
+    /// to the components' two hosts (S3 and the Kafka bridge) can hold: at
+    /// 256 permits, idle S3 connections left by a playback burst held them
+    /// all and uploads waited minutes for a connection to the bridge.
+    #[test]
+    fn the_projects_cap_leaves_room_above_idle_connections() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../runtime-config.toml");
+        let config = crate::runtime_config::RuntimeConfig::load(&path).unwrap();
+        let permits = config.outbound_http.connection_permits().unwrap();
+        let hosts_called = 2;
+        assert!(
+            permits > hosts_called * MAX_IDLE_PER_ORIGIN,
+            "{permits} connection permits: idle connections alone may hold them all"
+        );
+    }
+
     /// A real HTTP/1.1 server on loopback that counts the connections it
     /// accepts and answers every request head with `answer`.
     async fn server(answer: &'static [u8]) -> (String, Arc<AtomicUsize>) {
