@@ -159,18 +159,9 @@ impl Bucket {
     /// without being listed as objects).
     pub async fn multipart_uploads(&self, prefix: &str) -> anyhow::Result<Vec<(String, String)>> {
         // rusty-s3 has no ListMultipartUploads action; sign it by hand.
-        let query = [("prefix", prefix), ("uploads", "")];
-        let url = rusty_s3::signing::sign(
-            &jiff::Timestamp::now(),
+        let url = self.signed_bucket_url(
             rusty_s3::Method::Get,
-            self.bucket.base_url().clone(),
-            self.credentials.key(),
-            self.credentials.secret(),
-            self.credentials.token(),
-            self.bucket.region(),
-            TTL.as_secs(),
-            query.iter().copied(),
-            std::iter::empty(),
+            &[("prefix", prefix), ("uploads", "")],
         );
         let text = self
             .http
@@ -192,9 +183,9 @@ impl Bucket {
             .collect())
     }
 
-    /// A URL for `method` on the bucket's `subresource` (`?lifecycle`),
-    /// presigned: rusty-s3 has no action for bucket subresources.
-    fn bucket_subresource_url(&self, method: rusty_s3::Method, subresource: &str) -> url::Url {
+    /// A presigned URL for `method` on the bucket itself with `query`
+    /// (`?uploads`, `?lifecycle`): rusty-s3 has no action for them.
+    fn signed_bucket_url(&self, method: rusty_s3::Method, query: &[(&str, &str)]) -> url::Url {
         rusty_s3::signing::sign(
             &jiff::Timestamp::now(),
             method,
@@ -204,7 +195,7 @@ impl Bucket {
             self.credentials.token(),
             self.bucket.region(),
             TTL.as_secs(),
-            [(subresource, "")].into_iter(),
+            query.iter().copied(),
             std::iter::empty(),
         )
     }
@@ -212,7 +203,7 @@ impl Bucket {
     /// PutBucketLifecycleConfiguration: replaces the bucket's lifecycle
     /// rules with the `LifecycleConfiguration` document `xml`.
     pub async fn put_lifecycle(&self, xml: &str) -> anyhow::Result<()> {
-        let url = self.bucket_subresource_url(rusty_s3::Method::Put, "lifecycle");
+        let url = self.signed_bucket_url(rusty_s3::Method::Put, &[("lifecycle", "")]);
         let response = self
             .http
             .put(url)
@@ -232,7 +223,7 @@ impl Bucket {
     /// GetBucketLifecycleConfiguration: the bucket's lifecycle rules (none
     /// when it has no configuration).
     pub async fn lifecycle(&self) -> anyhow::Result<Vec<LifecycleRule>> {
-        let url = self.bucket_subresource_url(rusty_s3::Method::Get, "lifecycle");
+        let url = self.signed_bucket_url(rusty_s3::Method::Get, &[("lifecycle", "")]);
         let response = self.http.get(url).send().await?;
         if response.status() == 404 {
             return Ok(Vec::new());

@@ -102,6 +102,18 @@ async fn streamed_uploads_past_the_limit_are_told_to_retry_later() {
     assert_eq!(slots_taken(&stack.db).await, 0);
 }
 
+/// Upload `id` asks for one of `limit` slots: (free slots it saw, the slot
+/// it got).
+async fn take_slot(db: &Postgres, id: VideoId, limit: u32) -> (i64, Option<i64>) {
+    let row = db
+        .run(&metadata::take_upload_slot(id, limit, 60))
+        .await
+        .unwrap()
+        .pop()
+        .unwrap();
+    (row.get(0), row.get(1))
+}
+
 /// The slot statement on its own: many uploads asking at once never get
 /// more slots than the limit (whatever PostgreSQL's isolation level), and a
 /// slot whose lease ran out (its instance died) is taken over.
@@ -114,9 +126,7 @@ async fn uploads_asking_at_once_never_take_more_slots_than_the_limit() {
         let db = &db;
         async move {
             let id = VideoId::random();
-            let take = metadata::take_upload_slot(id, LIMIT, 60);
-            let row = db.run(&take).await.unwrap().pop().unwrap();
-            row.get::<_, Option<i64>>(1).map(|slot| (id, slot))
+            take_slot(db, id, LIMIT).await.1.map(|slot| (id, slot))
         }
     });
     let mut holders: Vec<(VideoId, i64)> = futures::future::join_all(asks)
@@ -138,16 +148,10 @@ async fn uploads_asking_at_once_never_take_more_slots_than_the_limit() {
     // Fill what is left, then the next is refused, seeing no free slot.
     loop {
         let id = VideoId::random();
-        let row = db
-            .run(&metadata::take_upload_slot(id, LIMIT, 60))
-            .await
-            .unwrap()
-            .pop()
-            .unwrap();
-        match row.get::<_, Option<i64>>(1) {
-            Some(slot) => holders.push((id, slot)),
-            None => {
-                assert_eq!(row.get::<_, i64>(0), 0, "refused while slots were free");
+        match take_slot(&db, id, LIMIT).await {
+            (_, Some(slot)) => holders.push((id, slot)),
+            (free, None) => {
+                assert_eq!(free, 0, "refused while slots were free");
                 break;
             }
         }
@@ -159,13 +163,7 @@ async fn uploads_asking_at_once_never_take_more_slots_than_the_limit() {
     db.run(&metadata::release_upload_slot(id, slot))
         .await
         .unwrap();
-    let row = db
-        .run(&metadata::take_upload_slot(VideoId::random(), LIMIT, 60))
-        .await
-        .unwrap()
-        .pop()
-        .unwrap();
-    assert_eq!(row.get::<_, Option<i64>>(1), Some(slot));
+    assert_eq!(take_slot(&db, VideoId::random(), LIMIT).await.1, Some(slot));
 
     // An instance that died leaves its lease to run out: the slot is free
     // again then, and renewing it does nothing for the dead upload.
@@ -179,13 +177,10 @@ async fn uploads_asking_at_once_never_take_more_slots_than_the_limit() {
         )
         .await
         .unwrap();
-    let row = db
-        .run(&metadata::take_upload_slot(VideoId::random(), LIMIT, 60))
-        .await
-        .unwrap()
-        .pop()
-        .unwrap();
-    assert_eq!(row.get::<_, Option<i64>>(1), Some(holders[0].1));
+    assert_eq!(
+        take_slot(&db, VideoId::random(), LIMIT).await.1,
+        Some(holders[0].1)
+    );
     let client = db.connect().await.unwrap();
     let renewed = xtream_tests::postgres::run_statement(
         &client,
