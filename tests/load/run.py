@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import resource
 import subprocess
 import tempfile
@@ -31,6 +32,23 @@ def rss_bytes(pid):
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) * 1024
     return 0
+
+
+def scenario_requests(scenario):
+    """What a scenario asks for, read from its script: each request it makes
+    (method and URL template, page sizes and filters included) and its
+    header comment."""
+    with open(os.path.join(HERE, f"{scenario}.js")) as f:
+        script = f.read()
+    header = []
+    for line in script.splitlines():
+        if not line.startswith("//"):
+            break
+        header.append(line.lstrip("/ ").strip())
+    summary = " ".join(header)
+    calls = re.findall(r"http\.(get|post|put|del)\(`\$\{BASE\}([^`]*)`", script)
+    calls += re.findall(r"`\$\{BASE\}(/api/videos/\$\{id\}/hls)`", script) and [("get", "/api/videos/${id}/hls/...")]
+    return summary, [f"{method.upper()} {url}" for method, url in calls]
 
 
 def cpu_seconds(pid, with_children=False):
@@ -208,6 +226,14 @@ def main():
         "with each other, not absolute capacity. Each row is one k6 run "
         f"of {args.duration} at a constant number of virtual users.",
         f"Catalog: {args.seeded or 'as found'}.",
+        "",
+        "What each scenario asks for, read from its script in tests/load/:",
+        "",
+        *[
+            f"- {scenario}: {summary} ({'; '.join(f'`{call}`' for call in calls)})"
+            for scenario in args.scenarios
+            for summary, calls in [scenario_requests(scenario)]
+        ],
         "",
         "| scenario | VUs | requests | req/s | p50 ms | p95 ms | p99 ms | failed | host RSS MiB (peak) | RSS growth MiB host / worker | thresholds |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
