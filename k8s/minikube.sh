@@ -281,7 +281,7 @@ apply_stage() {
 }
 
 wait_for_backends() {
-    say "waiting for PostgreSQL, Kafka and its topics, MinIO, Prometheus (the first start pulls images: minutes)"
+    say "waiting for PostgreSQL, Kafka and its topics, MinIO, the monitoring (the first start pulls images: minutes)"
     kubectl -n "$NAMESPACE" wait clusters.postgresql.cnpg.io/xtream-db --for=condition=Ready --timeout "$WAIT"
     kubectl -n "$NAMESPACE" wait kafka/xtream --for=condition=Ready --timeout "$WAIT"
     kubectl -n "$NAMESPACE" wait kafkatopic --selector "$STAGE_LABEL=2-backends" --for=condition=Ready --timeout "$WAIT"
@@ -289,6 +289,11 @@ wait_for_backends() {
     kubectl -n "$NAMESPACE" rollout status statefulset/minio --timeout "$WAIT"
     kubectl -n "$NAMESPACE" rollout status deployment/prometheus --timeout "$WAIT"
     kubectl -n "$NAMESPACE" rollout status daemonset/node-exporter --timeout "$WAIT"
+    local monitoring
+    for monitoring in deployment/alertmanager deployment/kube-state-metrics deployment/grafana \
+        statefulset/loki daemonset/fluent-bit; do
+        kubectl -n "$NAMESPACE" rollout status "$monitoring" --timeout "$WAIT"
+    done
 }
 
 # A Job's pod template cannot change once created, and the Jobs of an earlier
@@ -357,6 +362,7 @@ reach the Ingress. Bring the Ingress to this machine instead:
   # then, in Chromium or curl:
   #   http://server.video.localhost:8080/             the web app
   #   http://minio-console.video.localhost:8080/      MinIO's console
+  #   http://grafana.video.localhost:8080/            Grafana (admin: Secret grafana-admin)
   # resumable uploads need this one: their part URLs name port 8080
 
 or aim at the node's IP by name:

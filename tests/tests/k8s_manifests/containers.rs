@@ -59,13 +59,18 @@ pub(crate) fn hygiene_violations(objects: &[Value]) -> Vec<String> {
             ));
         }
         if kind(o) == "Kafka" {
-            for operator in ["topicOperator", "userOperator"] {
-                let Some(component) = o.pointer(&format!("/spec/entityOperator/{operator}")) else {
+            // The operator-made pods the Kafka resource sizes.
+            for path in [
+                "entityOperator/topicOperator",
+                "entityOperator/userOperator",
+                "kafkaExporter",
+            ] {
+                let Some(component) = o.pointer(&format!("/spec/{path}")) else {
                     continue;
                 };
                 if !has_quantities(component.get("resources")) {
                     out.push(format!(
-                        "{} /spec/entityOperator/{operator}/resources: needs cpu and memory requests and limits",
+                        "{} /spec/{path}/resources: needs cpu and memory requests and limits",
                         id(o)
                     ));
                 }

@@ -41,6 +41,10 @@
 //! - [`hardening`]: security contexts, host access, API tokens, the
 //!   namespace's Pod Security level, disruption budgets, digests, Kafka
 //!   placement, each checked on every overlay;
+//! - [`observability`]: logs, dashboards and alerts (Fluent Bit, Loki,
+//!   Grafana, Prometheus' rules, Alertmanager): their objects, RBAC and
+//!   flows, Fluent Bit's parsers on the worker's lines, dashboards and PromQL
+//!   (promtool), the metric names they use;
 //! - [`deploy`]: apply stages (every object has one, each after what it
 //!   needs) and the images the minikube overlay runs (what k8s/minikube.sh
 //!   builds, no placeholders);
@@ -52,6 +56,7 @@ mod containers;
 mod deploy;
 mod flows;
 mod hardening;
+mod observability;
 mod operations;
 mod operators;
 mod overlays;

@@ -87,13 +87,22 @@ pub(crate) fn pods(objects: &[Value]) -> Vec<Pod> {
                 if o.pointer("/spec/entityOperator").is_some() {
                     out.push(Pod {
                         owner: format!("{}:entity-operator", id(o)),
-                        namespace: ns,
+                        namespace: ns.clone(),
                         labels: labels(&[
                             ("strimzi.io/cluster", cluster),
                             ("strimzi.io/kind", "Kafka"),
                             ("strimzi.io/name", &format!("{cluster}-entity-operator")),
                         ]),
                         ports: vec![],
+                    });
+                }
+                // Kafka Exporter: a Deployment of its own, metrics on 9404.
+                if o.pointer("/spec/kafkaExporter").is_some() {
+                    out.push(Pod {
+                        owner: format!("{}:kafka-exporter", id(o)),
+                        namespace: ns,
+                        labels: strimzi_kafka_exporter_labels(cluster),
+                        ports: vec![("tcp-prometheus".into(), 9404)],
                     });
                 }
             }
@@ -202,6 +211,14 @@ pub(crate) fn strimzi_kafka_labels(cluster: &str) -> Labels {
         ("strimzi.io/cluster", cluster),
         ("strimzi.io/kind", "Kafka"),
         ("strimzi.io/name", &format!("{cluster}-kafka")),
+    ])
+}
+
+pub(crate) fn strimzi_kafka_exporter_labels(cluster: &str) -> Labels {
+    labels(&[
+        ("strimzi.io/cluster", cluster),
+        ("strimzi.io/kind", "Kafka"),
+        ("strimzi.io/name", &format!("{cluster}-kafka-exporter")),
     ])
 }
 

@@ -33,6 +33,7 @@ pub(crate) fn external_secrets(overlay: &str) -> &'static [&'static str] {
             "xtream-s3",
             "xtream-api",
             "xtream-db-backup-s3",
+            "grafana-admin",
         ],
         _ => &[],
     }
@@ -284,10 +285,12 @@ fn overlays_deploy_everything_the_platform_needs() {
             .flat_map(|o| items(o, "/spec/rules"))
             .map(|r| s(r, "/host"))
             .collect();
+        // minikube also publishes Grafana (overlays/minikube/grafana.yaml).
+        let want = if *overlay == "minikube" { 4 } else { 3 };
         assert_eq!(
             hosts.len(),
-            3,
-            "{overlay}: the app, the MinIO console and its S3 API: {hosts:?}"
+            want,
+            "{overlay}: the app, the MinIO console and its S3 API (and on minikube Grafana): {hosts:?}"
         );
     }
 }
@@ -402,7 +405,8 @@ fn minikube_keeps_the_original_hostnames() {
         BTreeSet::from([
             "server.video.localhost",
             "minio-console.video.localhost",
-            "minio-api.video.localhost"
+            "minio-api.video.localhost",
+            "grafana.video.localhost"
         ])
     );
 }

@@ -19,18 +19,35 @@ use std::fmt;
 
 /// Pods allowed onto the host, with exactly what each uses and why. Anything
 /// else a pod takes from the host is a violation.
-pub(crate) const HOST_ACCESS: &[(&str, &[&str], &str)] = &[(
-    "DaemonSet/node-exporter",
-    &["hostPID", "hostPath /proc", "hostPath /sys", "hostPath /"],
-    "node metrics come from the host's /proc, /sys and filesystems (read-only)",
-)];
+pub(crate) const HOST_ACCESS: &[(&str, &[&str], &str)] = &[
+    (
+        "DaemonSet/node-exporter",
+        &["hostPID", "hostPath /proc", "hostPath /sys", "hostPath /"],
+        "node metrics come from the host's /proc, /sys and filesystems (read-only)",
+    ),
+    (
+        "DaemonSet/fluent-bit",
+        &["hostPath /var/log"],
+        "every container's log file is on the node, under /var/log (read-only)",
+    ),
+];
 
 /// Pods that call the Kubernetes API, and why. Every other pod the project
 /// writes mounts no ServiceAccount token.
-pub(crate) const API_CLIENTS: &[(&str, &str)] = &[(
-    "Deployment/prometheus",
-    "finds its scrape targets with kubernetes_sd_configs",
-)];
+pub(crate) const API_CLIENTS: &[(&str, &str)] = &[
+    (
+        "Deployment/prometheus",
+        "finds its scrape targets with kubernetes_sd_configs",
+    ),
+    (
+        "DaemonSet/fluent-bit",
+        "adds each log line's pod and namespace metadata (kubernetes filter)",
+    ),
+    (
+        "Deployment/kube-state-metrics",
+        "turns the namespace's pods and workloads into metrics",
+    ),
+];
 
 /// Workloads that must have a PodDisruptionBudget selecting their pods: the
 /// API, the object store and the metrics each stop while none of their pods
@@ -280,6 +297,13 @@ pub(crate) fn pod_levels(objects: &[Value]) -> Vec<PodLevel> {
                     .collect();
                     let spec = strimzi_pod(eo.pointer("/template/pod"), &cs);
                     push(format!("{}:entity-operator", id(o)), pod_level(&spec));
+                }
+                if let Some(exporter) = o.pointer("/spec/kafkaExporter") {
+                    let spec = strimzi_pod(
+                        exporter.pointer("/template/pod"),
+                        &[exporter.pointer("/template/container")],
+                    );
+                    push(format!("{}:kafka-exporter", id(o)), pod_level(&spec));
                 }
             }
             "KafkaBridge" => {
