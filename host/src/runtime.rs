@@ -28,8 +28,21 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 /// for a component that buffers a catalog or a small upload.
 pub const MAX_MEMORY_BYTES: usize = 256 << 20;
 
-/// Most component instances (hence concurrent requests) alive at once.
+/// Most component instances (hence concurrent requests) alive at once,
+/// unless `SPIN_WASMTIME_INSTANCE_COUNT` says otherwise: Spin's default and
+/// Spin's variable. One request past it is a 500, as in Spin.
 pub const MAX_CONCURRENT_INSTANCES: u32 = 1000;
+
+/// The instance limit in force: [`MAX_CONCURRENT_INSTANCES`], or
+/// `SPIN_WASMTIME_INSTANCE_COUNT` when it is a whole number, as Spin reads
+/// it (an operator expecting 1000 clients at once sets more, since an
+/// instance lives on for a moment after its response is sent).
+pub fn max_concurrent_instances() -> u32 {
+    std::env::var("SPIN_WASMTIME_INSTANCE_COUNT")
+        .ok()
+        .and_then(|count| count.parse().ok())
+        .unwrap_or(MAX_CONCURRENT_INSTANCES)
+}
 
 /// A Rust component built for `wasm32-wasip2` is several core instances (the
 /// program, the WASI preview 1 adapter and wit-component's shim modules) but
@@ -84,11 +97,12 @@ const RESET_IN_PLACE_BYTES: usize = 1 << 20;
 
 fn new_engine() -> Result<Engine> {
     let mut pool = PoolingAllocationConfig::default();
-    pool.total_component_instances(MAX_CONCURRENT_INSTANCES)
-        .total_core_instances(MAX_CONCURRENT_INSTANCES * CORE_INSTANCES_PER_COMPONENT)
-        .total_memories(MAX_CONCURRENT_INSTANCES * MEMORIES_PER_COMPONENT)
-        .total_tables(MAX_CONCURRENT_INSTANCES * CORE_INSTANCES_PER_COMPONENT)
-        .total_stacks(MAX_CONCURRENT_INSTANCES)
+    let instances = max_concurrent_instances();
+    pool.total_component_instances(instances)
+        .total_core_instances(instances.saturating_mul(CORE_INSTANCES_PER_COMPONENT))
+        .total_memories(instances.saturating_mul(MEMORIES_PER_COMPONENT))
+        .total_tables(instances.saturating_mul(CORE_INSTANCES_PER_COMPONENT))
+        .total_stacks(instances)
         .max_memory_size(MAX_MEMORY_BYTES);
     // Reset a finished instance's memory by rewriting the pages it touched
     // (found with Linux's PAGEMAP_SCAN, kernel 6.7+; skipped elsewhere)
