@@ -335,6 +335,24 @@ pub fn busy_with_uploads(limit: u32) -> ApiError {
     )
 }
 
+/// The largest body a refused upload still reads (and throws away) before
+/// its answer ends: see [`read_before_refusing`].
+pub const MAX_BODY_READ_BEFORE_REFUSING: u64 = 8 * 1024 * 1024;
+
+/// Whether an upload refused before its body was read (every slot taken)
+/// should read the body first. A server that answers and closes while the
+/// client is still sending resets the connection, and the client sees a
+/// broken pipe instead of the 503 telling it to retry (measured: 15 of
+/// 5,011 refused uploads at 1000 VUs). Reading the rest lets the answer
+/// arrive; it is worth it for a short body only, so a body of unknown or
+/// large size is left unread (a client sending `Expect: 100-continue`, as
+/// curl does for large files, has not sent it yet anyway).
+pub fn read_before_refusing(content_length: Option<&str>) -> bool {
+    content_length
+        .and_then(|length| length.trim().parse::<u64>().ok())
+        .is_some_and(|length| length <= MAX_BODY_READ_BEFORE_REFUSING)
+}
+
 /// The bytes of a streamed upload's next S3 part, held until the part is
 /// full (or the upload ends).
 ///
@@ -423,6 +441,15 @@ impl From<MultipartError> for ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refused_upload_reads_a_short_body_only() {
+        assert!(read_before_refusing(Some("409584")));
+        assert!(read_before_refusing(Some(" 8388608 ")));
+        assert!(!read_before_refusing(Some("8388609")));
+        assert!(!read_before_refusing(None), "chunked: size unknown");
+        assert!(!read_before_refusing(Some("lots")));
+    }
 
     const LIMITS: UploadLimits = UploadLimits { max_bytes: 1000 };
 

@@ -43,7 +43,16 @@ pub async fn receive(
     let id = VideoId::random();
     // Before any byte is read: past the limit, the client hears 503 with
     // Retry-After and nothing is held for it.
-    let slot = UploadSlot::take(id)?;
+    let slot = match UploadSlot::take(id) {
+        Ok(slot) => slot,
+        Err(busy) => {
+            if upload::read_before_refusing(header(&request, "content-length").as_deref()) {
+                let mut body = request.into_body_stream();
+                while let Some(Ok(_)) = body.next().await {}
+            }
+            return Err(busy);
+        }
+    };
     let mut original = ObjectWriter::new(store, id, limits.part_size(), slot);
     let received = match form {
         UploadForm::Raw {
