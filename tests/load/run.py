@@ -123,6 +123,8 @@ def run_k6(scenario, base, vus, duration, env, pid, worker_pid=None, server_pid=
         "passed": result.returncode == 0,
         "requests": int(metrics["http_reqs"]["count"]),
         "rps": metrics["http_reqs"]["rate"],
+        # What an answer weighs on average (GET /videos grows with the catalog).
+        "kib_per_response": metrics["data_received"]["count"] / max(1, metrics["http_reqs"]["count"]) / 1024,
         "p50": duration_metric["med"],
         "p95": duration_metric["p(95)"],
         "p99": duration_metric["p(99)"],
@@ -235,12 +237,12 @@ def main():
             for summary, calls in [scenario_requests(scenario)]
         ],
         "",
-        "| scenario | VUs | requests | req/s | p50 ms | p95 ms | p99 ms | failed | host RSS MiB (peak) | RSS growth MiB host / worker | thresholds |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| scenario | VUs | requests | req/s | KiB/answer | p50 ms | p95 ms | p99 ms | failed | host RSS MiB (peak) | RSS growth MiB host / worker | thresholds |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['scenario']} | {r['vus']} | {r['requests']} | {r['rps']:.0f} | {r['p50']:.1f} | "
+            f"| {r['scenario']} | {r['vus']} | {r['requests']} | {r['rps']:.0f} | {r['kib_per_response']:.1f} | {r['p50']:.1f} | "
             f"{r['p95']:.1f} | {r['p99']:.1f} | {r['failed']:.2%} | {r['rss_mib']:.0f} | "
             f"{r['host_growth_mib']:+.0f} / {r['worker_growth_mib']:+.0f} | "
             f"{'pass' if r['passed'] else 'FAIL'} |"
