@@ -85,6 +85,10 @@ pub enum JobError {
     /// Kafka did not take an outcome.
     #[error("cannot publish the outcome: {0}")]
     Publish(#[from] PublishError),
+    /// This attempt made the video ready, but Kafka did not take its
+    /// outcome; the next attempt finds it ready and only announces it.
+    #[error("the video is ready but its outcome is not published: {0}")]
+    ReadyUnannounced(PublishError),
     /// The metadata database failed.
     #[error(transparent)]
     Database(#[from] DbError),
@@ -128,7 +132,7 @@ impl JobError {
             ),
             Self::Media(err) => matches!(err, MediaError::Tool { .. }),
             Self::Database(err) => err.is_transient(),
-            Self::Publish(_) | Self::Scratch(_) => true,
+            Self::Publish(_) | Self::ReadyUnannounced(_) | Self::Scratch(_) => true,
             Self::MissingRecord(_)
             | Self::MovedOn { .. }
             | Self::Lifecycle(_)
@@ -278,17 +282,24 @@ impl Transcoder {
     ) -> JobEnd {
         let id = event.video_id;
         let mut attempt = 1;
+        // Set once an attempt of this job made the video ready: a later
+        // attempt that only announces it still ends the job `Ready`.
+        let mut made_ready = false;
         loop {
             let result = tokio::select! {
                 result = self.attempt(id) => result,
                 _ = stopped(stop) => return self.release(id).await,
             };
+            made_ready |= matches!(result, Err(JobError::ReadyUnannounced(_)));
             match next_step(&result, attempt, self.max_attempts) {
                 NextStep::End(end) => {
                     if let Err(err) = &result {
                         tracing::info!(video = %id, reason = %err, "skipping: another writer moved the video on");
                     }
-                    return end;
+                    return match end {
+                        JobEnd::Skipped if made_ready => JobEnd::Ready,
+                        end => end,
+                    };
                 }
                 NextStep::SkipDeleted => {
                     tracing::info!(video = %id, "the video was deleted; removing its objects");
@@ -431,7 +442,9 @@ impl Transcoder {
 
         record_media(&mut record, &media, &ladder);
         let record = self.advance(record, VideoStatus::Ready).await?;
-        self.announce(&ready_outcome(&record)).await?;
+        self.announce(&ready_outcome(&record))
+            .await
+            .map_err(JobError::ReadyUnannounced)?;
         // Where the time went, to compare with a bare ffmpeg run.
         tracing::info!(
             video = %id,
