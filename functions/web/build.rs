@@ -24,7 +24,11 @@ const VENDORED: &[(&str, &str)] = &[(
 const REPOSITORY_FILES: &[(&str, &str)] = &[("/api/openapi.json", "../api/openapi.json")];
 
 fn main() {
-    let web = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../web");
+    // Read when the script runs, not baked in when it compiles: a build
+    // script compiled in a checkout elsewhere (CI's clone sharing the
+    // target cache) is reused here as fresh.
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets it");
+    let web = Path::new(&manifest_dir).join("../../web");
     let web = web
         .canonicalize()
         .unwrap_or_else(|e| panic!("the web app's sources are missing ({}): {e}", web.display()));
