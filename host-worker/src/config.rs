@@ -27,8 +27,6 @@
 //! | `XTREAM_UPLOAD_TTL` | `24h` | A resumable upload still open after this long (or past its own expiry) is aborted and its parts freed. |
 //! | `XTREAM_SWEEP_EVERY` | a quarter of the above, 1 s–10 min | How often the sweeper looks for abandoned uploads, unfinished deletions and abandoned jobs. |
 //! | `XTREAM_JOB_LEASE` | `10m` | A running job renews its video's lease every fifth of this; a video in `queued` or `transcoding` whose lease ran out is queued again (its job died without its event coming back). |
-//! | `XTREAM_BRIDGE_LISTEN` | `0.0.0.0:8080` | Bridge mode: the Kafka Bridge REST API. |
-//! | `XTREAM_BRIDGE_DELIVERY_TIMEOUT` | `5s` | Bridge mode: how long a record waits for the broker's acknowledgement before its `offsets` entry says it failed (500). |
 
 use crate::db::DatabaseUrl;
 use std::net::SocketAddr;
@@ -36,16 +34,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 use xtream_core::config::StorageSettings;
 use xtream_core::events;
-
-/// A setting that is missing or malformed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{name} {problem}")]
-pub struct ConfigError {
-    /// The environment variable.
-    pub name: &'static str,
-    /// What is wrong with it.
-    pub problem: String,
-}
+pub use xtream_native::settings::ConfigError;
+use xtream_native::settings::Env;
 
 /// Where Kafka is and which topics to use.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,17 +104,6 @@ pub struct MigrateConfig {
     pub wait: Duration,
 }
 
-/// Everything `xtream-worker bridge` needs.
-#[derive(Debug, Clone)]
-pub struct BridgeConfig {
-    /// Bootstrap servers.
-    pub brokers: String,
-    /// Where to serve the REST API.
-    pub listen: SocketAddr,
-    /// How long a produce may wait for the broker's acknowledgement.
-    pub delivery_timeout: Duration,
-}
-
 const X264_PRESETS: [&str; 10] = [
     "ultrafast",
     "superfast",
@@ -138,51 +117,14 @@ const X264_PRESETS: [&str; 10] = [
     "placebo",
 ];
 
-/// Reads settings through `lookup` (the process environment in `main`, a
-/// map in tests).
-struct Env<F: Fn(&str) -> Option<String>>(F);
+/// The worker's own groups of settings, read by the shared rules.
+trait WorkerSettings {
+    fn database(&self) -> Result<DatabaseUrl, ConfigError>;
+    fn migrate_wait(&self) -> Result<Duration, ConfigError>;
+    fn kafka(&self) -> Result<KafkaSettings, ConfigError>;
+}
 
-impl<F: Fn(&str) -> Option<String>> Env<F> {
-    fn get(&self, name: &str) -> Option<String> {
-        (self.0)(name)
-            .map(|v| v.trim().to_owned())
-            .filter(|v| !v.is_empty())
-    }
-
-    fn or(&self, name: &str, default: &str) -> String {
-        self.get(name).unwrap_or_else(|| default.to_owned())
-    }
-
-    fn required(&self, name: &'static str) -> Result<String, ConfigError> {
-        self.get(name).ok_or_else(|| ConfigError {
-            name,
-            problem: "must be set".into(),
-        })
-    }
-
-    fn parsed<T: std::str::FromStr>(&self, name: &'static str, default: T) -> Result<T, ConfigError>
-    where
-        T::Err: std::fmt::Display,
-    {
-        match self.get(name) {
-            None => Ok(default),
-            Some(text) => text.parse().map_err(|e| ConfigError {
-                name,
-                problem: format!("is not valid ({e}): {text:?}"),
-            }),
-        }
-    }
-
-    fn duration(&self, name: &'static str, default: Duration) -> Result<Duration, ConfigError> {
-        match self.get(name) {
-            None => Ok(default),
-            Some(text) => parse_duration(&text).ok_or_else(|| ConfigError {
-                name,
-                problem: format!("must be seconds or a duration like 30s, 10m or 1h, not {text:?}"),
-            }),
-        }
-    }
-
+impl<F: Fn(&str) -> Option<String>> WorkerSettings for Env<F> {
     fn database(&self) -> Result<DatabaseUrl, ConfigError> {
         let name = "XTREAM_DATABASE_URL";
         // The parse error names the problem only: the text holds a password.
@@ -205,15 +147,6 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
             dead_letter_topic: self.or("XTREAM_DEAD_LETTER_TOPIC", events::DEAD_LETTER_TOPIC),
         })
     }
-}
-
-/// Seconds (`600`) or a humantime duration (`10m`, `1h 30m`, `500ms`).
-pub fn parse_duration(text: &str) -> Option<Duration> {
-    let text = text.trim();
-    if let Ok(seconds) = text.parse::<u64>() {
-        return Some(Duration::from_secs(seconds));
-    }
-    humantime::parse_duration(text).ok()
 }
 
 impl WorkerConfig {
@@ -329,27 +262,6 @@ impl MigrateConfig {
     }
 }
 
-impl BridgeConfig {
-    /// Reads the bridge's settings from the process environment.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(|name| std::env::var(name).ok())
-    }
-
-    /// Reads the bridge's settings through `lookup`.
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let env = Env(lookup);
-        Ok(Self {
-            brokers: env.required("XTREAM_KAFKA_BROKERS")?,
-            listen: env.parsed(
-                "XTREAM_BRIDGE_LISTEN",
-                SocketAddr::from(([0, 0, 0, 0], 8080)),
-            )?,
-            delivery_timeout: env
-                .duration("XTREAM_BRIDGE_DELIVERY_TIMEOUT", Duration::from_secs(5))?,
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -403,12 +315,6 @@ mod tests {
 
     #[test]
     fn durations_take_seconds_or_units() {
-        assert_eq!(parse_duration("600"), Some(Duration::from_secs(600)));
-        assert_eq!(parse_duration("10m"), Some(Duration::from_secs(600)));
-        assert_eq!(parse_duration("1h 30m"), Some(Duration::from_secs(5400)));
-        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
-        assert_eq!(parse_duration("soon"), None);
-        assert_eq!(parse_duration("-5"), None);
         let mut pairs = MINIMAL.to_vec();
         pairs.push(("XTREAM_RELAY_AFTER", "1m"));
         pairs.push(("XTREAM_RELAY_EVERY", "500ms"));
@@ -484,12 +390,5 @@ mod tests {
             MigrateConfig::from_lookup(lookup(&[MINIMAL[4], ("XTREAM_MIGRATE_WAIT", "5s")]))
                 .unwrap();
         assert_eq!(config.wait, Duration::from_secs(5));
-    }
-
-    #[test]
-    fn bridge_needs_only_the_brokers() {
-        let config = BridgeConfig::from_lookup(lookup(&MINIMAL[..1])).unwrap();
-        assert_eq!(config.listen.to_string(), "0.0.0.0:8080");
-        assert_eq!(config.delivery_timeout, Duration::from_secs(5));
     }
 }

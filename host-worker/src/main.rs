@@ -4,52 +4,44 @@
 //! xtream-worker [run]   consume upload events, transcode, report (default)
 //! xtream-worker maintain relay the outbox and sweep, without transcoding
 //! xtream-worker migrate apply the database schema migrations, then exit
-//! xtream-worker bridge  serve the Kafka Bridge REST produce API on rdkafka
 //! xtream-worker plan INPUT OUT_DIR
 //!                       print the ffmpeg commands a job would run (benchmarks)
 //! ```
 //!
 //! Settings come from the environment; see [`config`] for the list.
 
-mod bridge;
 mod config;
 mod db;
 mod job;
-mod kafka;
 mod media;
 mod metrics;
 mod migrate;
 mod offsets;
 mod relay;
 mod run;
-mod serve;
 mod storage;
 mod supervise;
 mod sweep;
 
 use anyhow::Context as _;
+// Shared with the local Kafka bridge (`xtream-kafka-bridge`); imported at the
+// root so the modules name them `crate::kafka` and `crate::serve`.
+use xtream_native::{kafka, serve};
 
-const USAGE: &str = "usage: xtream-worker [run|maintain|migrate|bridge|plan]
+const USAGE: &str = "usage: xtream-worker [run|maintain|migrate|plan]
   run     consume video.uploaded events, transcode to HLS, report outcomes (default);
           also relays the outbox and sweeps abandoned uploads
   maintain
           only relay the outbox and sweep (for when transcoders scale to zero)
   migrate apply the schema migrations to XTREAM_DATABASE_URL (waiting up to
           XTREAM_MIGRATE_WAIT for it to come up), print what it applied, exit
-  bridge  serve the Strimzi Kafka Bridge produce API (POST /topics/{topic}) on rdkafka
   plan INPUT OUT_DIR
           print the ffmpeg commands the worker would run for INPUT (one-pass
           ladder first, then each rung as a pass of its own), shell-quoted
 Settings are environment variables (XTREAM_*); see the README.";
 
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,librdkafka=warn,rdkafka=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    xtream_native::log_to_stderr();
     let mode = std::env::args().nth(1).unwrap_or_else(|| "run".into());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -71,12 +63,6 @@ fn main() -> anyhow::Result<()> {
         "migrate" => {
             let config = config::MigrateConfig::from_env()?;
             runtime.block_on(migrate(config))
-        }
-        "bridge" => {
-            let config = config::BridgeConfig::from_env()?;
-            runtime
-                .block_on(bridge::run(config))
-                .context("the bridge failed")
         }
         "plan" => runtime.block_on(plan()),
         "-h" | "--help" | "help" => {

@@ -36,6 +36,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use xtream_core::VideoId;
 use xtream_core::events::VideoUploaded;
+use xtream_native::shutdown_signal;
 
 /// Why the worker could not start.
 #[derive(Debug, thiserror::Error)]
@@ -504,17 +505,6 @@ pub fn parse_event(payload: Option<&[u8]>) -> Result<VideoUploaded, String> {
 /// Resolves once `stop` is true (or its sender is gone).
 pub async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|stop| *stop).await;
-}
-
-/// Resolves on SIGTERM or SIGINT.
-pub async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM"),
-        _ = int.recv() => tracing::info!("SIGINT"),
-    }
 }
 
 #[cfg(test)]

@@ -9,10 +9,13 @@
 //! - [`Tansu`]: a real Kafka-compatible broker (tansu, in memory).
 //! - [`Postgres`]: a real PostgreSQL server (one per test binary, a
 //!   database per test).
-//! - [`Worker`]: the real `xtream-worker` binary, in run or bridge mode.
+//! - [`Worker`]: the real `xtream-worker` binary (run or maintain mode) or
+//!   the local Kafka bridge, `xtream-kafka-bridge`.
 //! - [`bridge_contract`]: Strimzi's bridge API document, and the proxy that
 //!   checks the local bridge's every answer against it.
 //! - [`cli`]: the real `xtream` CLI binary, run as a child process.
+//! - [`report`]: the machine a report was measured on, and its section
+//!   written into a Markdown file.
 //! - [`bodies`]: generated request bodies, streamed so that large ones are
 //!   never held in memory by the test either.
 
@@ -24,6 +27,7 @@ pub mod garage;
 pub mod kafka;
 pub mod platform;
 pub mod postgres;
+pub mod report;
 pub mod s3;
 pub mod stack;
 pub mod worker;
@@ -51,6 +55,27 @@ pub fn resident_bytes() -> u64 {
         })
         .map(|kib| kib * 1024)
         .unwrap_or(0)
+}
+
+/// Runs `command` to its end and returns what it printed on stdout; when
+/// it cannot start or does not succeed, fails with what it wrote on stderr.
+pub fn stdout_of(command: &mut std::process::Command) -> anyhow::Result<Vec<u8>> {
+    let program = command.get_program().to_string_lossy().into_owned();
+    let args: Vec<String> = command
+        .get_args()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let output = command
+        .output()
+        .map_err(|e| anyhow::anyhow!("cannot run {program} ({e}); run `./x setup`"))?;
+    if !output.status.success() {
+        anyhow::bail!(
+            "{program} {args:?} failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(output.stdout)
 }
 
 /// A free loopback port (bound, then released for the server to take).

@@ -10,7 +10,7 @@ use crate::{Garage, Platform, Postgres, Tansu, Worker};
 pub struct Stack {
     /// The platform under test.
     pub platform: Platform,
-    /// `xtream-worker bridge`: the Kafka Bridge REST API uploads are
+    /// `xtream-kafka-bridge`: the Kafka Bridge REST API uploads are
     /// announced through.
     pub bridge: Worker,
     /// The Kafka broker.

@@ -1,5 +1,6 @@
 //! The real `xtream-worker` binary as a child process, in `run` or
-//! `bridge` mode, pointed at a test's Garage and tansu.
+//! `maintain` mode, and the local Kafka bridge (`xtream-kafka-bridge`),
+//! pointed at a test's Garage and tansu.
 
 use crate::bridge_contract::CheckedBridge;
 use crate::{Garage, Postgres, Tansu};
@@ -9,48 +10,101 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-/// The binary, built once per test binary.
-static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+/// The binaries, each built once per test binary.
+static WORKER_BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+static BRIDGE_BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
 
 /// Consumer group the tests' workers use.
 pub const GROUP: &str = "xtream-transcoders";
 
-fn build_worker() -> Result<PathBuf, String> {
+/// Builds `package` (debug profile) and returns the path of its binary of
+/// the same name.
+fn build(package: &str) -> Result<PathBuf, String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
         .current_dir(crate::workspace_root())
-        .args(["build", "-p", "xtream-worker"])
+        .args(["build", "-p", package])
         .status()
         .map_err(|e| format!("cannot run cargo: {e}"))?;
     if !status.success() {
-        return Err(format!("building xtream-worker failed: {status}"));
+        return Err(format!("building {package} failed: {status}"));
     }
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| crate::workspace_root().join("target"));
-    Ok(target.join("debug").join("xtream-worker"))
+    Ok(target.join("debug").join(package))
 }
 
-/// The path of the worker binary, building it first if needed.
-pub fn worker_binary() -> anyhow::Result<PathBuf> {
-    match BUILT.get_or_init(build_worker) {
+fn built(once: &OnceLock<Result<PathBuf, String>>, package: &str) -> anyhow::Result<PathBuf> {
+    match once.get_or_init(|| build(package)) {
         Ok(path) => Ok(path.clone()),
         Err(why) => bail!("{why}"),
     }
 }
 
-/// A worker process; killed on drop.
+/// The path of the worker binary, building it first if needed.
+pub fn worker_binary() -> anyhow::Result<PathBuf> {
+    built(&WORKER_BUILT, "xtream-worker")
+}
+
+/// The path of the local Kafka bridge's binary, building it first if needed.
+pub fn bridge_binary() -> anyhow::Result<PathBuf> {
+    built(&BRIDGE_BUILT, "xtream-kafka-bridge")
+}
+
+/// What a [`Worker`] process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// `xtream-worker run`.
+    Run,
+    /// `xtream-worker maintain`.
+    Maintain,
+    /// `xtream-kafka-bridge`.
+    Bridge,
+}
+
+impl Role {
+    /// The command line, for logs and errors.
+    fn name(self) -> &'static str {
+        match self {
+            Self::Run => "xtream-worker run",
+            Self::Maintain => "xtream-worker maintain",
+            Self::Bridge => "xtream-kafka-bridge",
+        }
+    }
+
+    fn command(self) -> anyhow::Result<Command> {
+        Ok(match self {
+            Self::Run | Self::Maintain => {
+                let mut command = Command::new(worker_binary()?);
+                command.arg(if self == Self::Run { "run" } else { "maintain" });
+                command
+            }
+            Self::Bridge => Command::new(bridge_binary()?),
+        })
+    }
+
+    /// The path that answers 2xx once the process serves.
+    fn probe(self) -> &'static str {
+        match self {
+            Self::Bridge => "/healthy",
+            Self::Run | Self::Maintain => "/health",
+        }
+    }
+}
+
+/// A worker or bridge process; killed on drop.
 pub struct Worker {
-    /// `http://127.0.0.1:PORT`: `/metrics`, `/health` (run mode) or the
-    /// bridge API (bridge mode, through a proxy that checks every answer
+    /// `http://127.0.0.1:PORT`: `/metrics`, `/health` (the worker) or the
+    /// bridge API (the bridge, through a proxy that checks every answer
     /// against Strimzi's contract).
     pub base: String,
     /// The process's own address.
     direct: String,
-    /// Bridge mode: the checking proxy `base` points at.
+    /// The bridge: the checking proxy `base` points at.
     contract: Option<CheckedBridge>,
     env: Vec<(String, String)>,
-    mode: &'static str,
+    role: Role,
     port: u16,
     log: tempfile::NamedTempFile,
     child: Option<Child>,
@@ -66,7 +120,7 @@ impl Worker {
         db: &Postgres,
         extra: &[(&str, &str)],
     ) -> anyhow::Result<Self> {
-        Self::against("run", garage, tansu, db, extra).await
+        Self::against(Role::Run, garage, tansu, db, extra).await
     }
 
     /// `xtream-worker maintain` (the relay and the sweeper, no jobs), set up
@@ -77,11 +131,11 @@ impl Worker {
         db: &Postgres,
         extra: &[(&str, &str)],
     ) -> anyhow::Result<Self> {
-        Self::against("maintain", garage, tansu, db, extra).await
+        Self::against(Role::Maintain, garage, tansu, db, extra).await
     }
 
     async fn against(
-        mode: &'static str,
+        role: Role,
         garage: &Garage,
         tansu: &Tansu,
         db: &Postgres,
@@ -109,12 +163,12 @@ impl Worker {
         .collect();
         env.push(("XTREAM_HTTP_LISTEN".into(), format!("127.0.0.1:{port}")));
         env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        let mut worker = Self::new(mode, port, env, work_dir)?;
+        let mut worker = Self::new(role, port, env, work_dir)?;
         worker.start().await?;
         Ok(worker)
     }
 
-    /// `xtream-worker bridge` in front of `tansu`.
+    /// `xtream-kafka-bridge` in front of `tansu`.
     pub async fn bridge(tansu: &Tansu) -> anyhow::Result<Self> {
         let port = crate::free_port();
         let env = vec![
@@ -125,7 +179,7 @@ impl Worker {
             ),
             ("XTREAM_BRIDGE_DELIVERY_TIMEOUT".to_owned(), "3s".to_owned()),
         ];
-        let mut bridge = Self::new("bridge", port, env, tempfile::tempdir()?)?;
+        let mut bridge = Self::new(Role::Bridge, port, env, tempfile::tempdir()?)?;
         bridge.start().await?;
         let contract = CheckedBridge::start(&bridge.direct).await?;
         bridge.base = contract.base.clone();
@@ -134,7 +188,7 @@ impl Worker {
     }
 
     fn new(
-        mode: &'static str,
+        role: Role,
         port: u16,
         env: Vec<(String, String)>,
         work_dir: tempfile::TempDir,
@@ -145,7 +199,7 @@ impl Worker {
             direct,
             contract: None,
             env,
-            mode,
+            role,
             port,
             log: tempfile::NamedTempFile::new()?,
             child: None,
@@ -158,21 +212,17 @@ impl Worker {
         let log = std::fs::OpenOptions::new()
             .append(true)
             .open(self.log.path())?;
-        let child = Command::new(worker_binary()?)
-            .arg(self.mode)
+        let child = self
+            .role
+            .command()?
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("RUST_LOG", "info,librdkafka=warn")
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
-            .context("starting xtream-worker")?;
+            .with_context(|| format!("starting {}", self.role.name()))?;
         self.child = Some(child);
-        let path = if self.mode == "bridge" {
-            "/healthy"
-        } else {
-            "/health"
-        };
-        let url = format!("{}{path}", self.direct);
+        let url = format!("{}{}", self.direct, self.role.probe());
         let client = reqwest::Client::new();
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -186,16 +236,12 @@ impl Worker {
                 .as_mut()
                 .and_then(|c| c.try_wait().ok().flatten())
             {
-                bail!(
-                    "xtream-worker {} exited with {status}: {}",
-                    self.mode,
-                    self.log()
-                );
+                bail!("{} exited with {status}: {}", self.role.name(), self.log());
             }
             if Instant::now() > deadline {
                 bail!(
-                    "xtream-worker {} did not answer on port {} within 30 s: {}",
-                    self.mode,
+                    "{} did not answer on port {} within 30 s: {}",
+                    self.role.name(),
                     self.port,
                     self.log()
                 );
@@ -242,7 +288,7 @@ impl Worker {
         }
     }
 
-    /// Bridge mode: the answers so far that Strimzi's bridge could not have
+    /// The bridge: the answers so far that Strimzi's bridge could not have
     /// given (the proxy also fails the test with them when dropped).
     pub fn contract_violations(&self) -> Vec<String> {
         self.contract
@@ -256,7 +302,7 @@ impl Worker {
         std::fs::read_to_string(self.log.path()).unwrap_or_default()
     }
 
-    /// `GET /metrics` (run mode).
+    /// `GET /metrics` (the worker).
     pub async fn metrics(&self) -> anyhow::Result<String> {
         Ok(reqwest::get(format!("{}/metrics", self.base))
             .await?

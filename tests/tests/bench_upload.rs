@@ -24,13 +24,14 @@
 use anyhow::{Context, bail};
 use bytes::Bytes;
 use rusty_s3::{Credentials, S3Action, UrlStyle};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use xtream_tests::platform::TEST_API_KEY;
+use xtream_tests::report::{Machine, write_section};
 use xtream_tests::{Garage, Postgres, Tansu, Worker, bodies, workspace_root};
 
 const MIB: f64 = 1024.0 * 1024.0;
@@ -347,40 +348,6 @@ fn median(values: &mut [f64]) -> f64 {
     values[values.len() / 2]
 }
 
-fn machine() -> String {
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("model name"))
-        .map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())
-        .unwrap_or_else(|| "unknown CPU".into());
-    format!("{cores} cores (`nproc`), {cpu}")
-}
-
-fn write_section(markdown: &str) -> anyhow::Result<PathBuf> {
-    const START: &str = "<!-- upload-bench:start (written by ./x bench-upload) -->";
-    const END: &str = "<!-- upload-bench:end -->";
-    let path = workspace_root().join("BENCHMARKS.md");
-    let current = std::fs::read_to_string(&path).unwrap_or_else(|_| "# Benchmarks\n".into());
-    let section = format!("{START}\n{markdown}{END}\n");
-    let updated = match (current.find(START), current.find(END)) {
-        (Some(start), Some(end)) if end > start => {
-            format!(
-                "{}{section}{}",
-                &current[..start],
-                current[end + END.len()..].trim_start_matches('\n')
-            )
-        }
-        _ => format!(
-            "{}\n{section}",
-            current.trim_end_matches('\n').to_owned() + "\n"
-        ),
-    };
-    std::fs::write(&path, updated)?;
-    Ok(path)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a benchmark: run with ./x bench-upload"]
 async fn upload_throughput_and_host_memory() {
@@ -499,7 +466,10 @@ async fn upload_throughput_and_host_memory() {
         rx = rate(r) / rate(m),
         size_mib = size as f64 / MIB,
         garage = std::env::var("GARAGE_VERSION").unwrap_or_else(|_| "(versions.env)".into()),
-        machine = machine(),
+        machine = {
+            let machine = Machine::this();
+            format!("{} cores (`nproc`), {}", machine.cores, machine.cpu)
+        },
         dr = rate(d),
         rr = rate(r),
         sr = rate(s),
@@ -509,6 +479,7 @@ async fn upload_throughput_and_host_memory() {
         hwm = hwm as f64 / MIB,
     );
     println!("{markdown}");
-    let path = write_section(&markdown).unwrap();
+    let path = workspace_root().join("BENCHMARKS.md");
+    write_section(&path, "upload-bench", "./x bench-upload", &markdown).unwrap();
     eprintln!("wrote {}", path.display());
 }

@@ -3,7 +3,7 @@
 //! A Spin component cannot run a Kafka client (librdkafka is C, and Spin
 //! refuses the DNS lookups a client needs for broker addresses), so events
 //! go through the Strimzi Kafka Bridge's REST produce API; locally,
-//! `xtream-worker bridge` serves the same API.
+//! `xtream-kafka-bridge` serves the same API.
 
 use crate::config::variable;
 use spin_sdk::http::{Method, Request, Response};

@@ -1,4 +1,4 @@
-//! A minimal HTTP/1.1 server on hyper, for `/metrics` and the bridge.
+//! A minimal HTTP/1.1 server on hyper, for the worker's `/metrics` and the bridge.
 
 use bytes::Bytes;
 use http_body_util::Full;

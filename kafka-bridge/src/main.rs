@@ -1,4 +1,4 @@
-//! `xtream-worker bridge`: the produce half of the Strimzi Kafka Bridge's
+//! `xtream-kafka-bridge`: the produce half of the Strimzi Kafka Bridge's
 //! REST API, on rdkafka, so that Wasm components (which cannot speak the
 //! Kafka protocol) publish over HTTP in local runs and tests exactly as they
 //! do against the real bridge in production.
@@ -30,12 +30,16 @@
 //!   probes do not look at the broker).
 //! - The rest of the API (consumers, topic metadata) is not served here:
 //!   `GET` on a topic is 501.
+//!
+//! Local runs and tests only: Kubernetes runs Strimzi's own bridge, so this
+//! binary is a crate of its own and the worker's image does not carry it.
+//! Settings: see [`config`].
 
+mod config;
 mod request;
 
 use crate::config::BridgeConfig;
-use crate::kafka::{self, Delivered, PublishError};
-use crate::serve::{self, Reply};
+use anyhow::Context as _;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -47,6 +51,8 @@ use serde_json::{Value, json};
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use xtream_native::kafka::{self, Delivered, PublishError};
+use xtream_native::serve::{self, Reply};
 
 /// Content type of the bridge's answers.
 const RESPONSE_CONTENT_TYPE: &str = "application/vnd.kafka.v2+json";
@@ -354,8 +360,29 @@ fn query_flag(query: Option<&str>, name: &str) -> Result<bool, BridgeError> {
     }
 }
 
+fn main() -> anyhow::Result<()> {
+    xtream_native::log_to_stderr();
+    if let Some(arg) = std::env::args().nth(1) {
+        let usage = "usage: xtream-kafka-bridge (settings from XTREAM_KAFKA_BROKERS, \
+                     XTREAM_BRIDGE_LISTEN, XTREAM_BRIDGE_DELIVERY_TIMEOUT)";
+        if matches!(arg.as_str(), "-h" | "--help" | "help") {
+            println!("{usage}");
+            return Ok(());
+        }
+        eprintln!("unexpected argument {arg:?}\n{usage}");
+        std::process::exit(2);
+    }
+    let config = BridgeConfig::from_env()?;
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?
+        .block_on(run(config))
+        .context("the bridge failed")
+}
+
 /// Serves the bridge until SIGTERM/SIGINT.
-pub async fn run(config: BridgeConfig) -> anyhow::Result<()> {
+async fn run(config: BridgeConfig) -> anyhow::Result<()> {
     let bridge = Arc::new(Bridge {
         publisher: kafka::Publisher::new(&config.brokers, config.delivery_timeout)?,
         known_topics: Mutex::new(HashSet::new()),
@@ -366,7 +393,7 @@ pub async fn run(config: BridgeConfig) -> anyhow::Result<()> {
     })
     .await?;
     tracing::info!(%addr, brokers = %config.brokers, "serving the Kafka Bridge produce API");
-    crate::run::shutdown_signal().await;
+    xtream_native::shutdown_signal().await;
     // Whatever is still queued was not acknowledged to anyone; give it the
     // delivery timeout to go out.
     if bridge.publisher.flush().await.is_err() {

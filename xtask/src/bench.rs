@@ -1,0 +1,528 @@
+//! `bench`: the worker benchmark, on one generated clip, in one run:
+//!
+//! 1. raw ffmpeg, one-pass ladder: the exact command a job runs
+//!    (`xtream-worker plan`), timed alone;
+//! 2. raw ffmpeg, one pass per rung: the same encodes, each decoding the
+//!    source again;
+//! 3. the worker end to end: event published through the bridge to the
+//!    video's record `ready`, with download, ffprobe, poster, ladder,
+//!    upload and record writes, against a real Garage, tansu and
+//!    PostgreSQL on this machine (the integration tests' servers).
+//!
+//! Prints the times and the ratios worker/one-pass (target <= 1.1) and
+//! per-rung/one-pass, and writes them into BENCHMARKS.md with the machine.
+
+use crate::args::Args;
+use crate::say;
+use anyhow::{Context as _, bail};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+use xtream_core::events::{self, VideoUploaded};
+use xtream_tests::report::{Machine, write_section};
+use xtream_tests::worker::{self as harness, worker_binary};
+use xtream_tests::{Garage, Postgres, Tansu, Worker, clips, stdout_of, workspace_root};
+
+/// The benchmark's inputs. Each defaults to its environment knob
+/// (`BENCH_SECONDS`, `BENCH_SIZE`, `BENCH_RUNS`, `XTREAM_X264_PRESET`,
+/// `BENCH_NO_WRITE=1`, `BENCH_KEEP_LOGS`), then to the value in brackets.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// `--seconds` [20]: the clip's length.
+    pub seconds: u32,
+    /// `--size` [1920x1080]: the clip's picture.
+    pub size: String,
+    /// `--runs` [2]: each measurement's best of.
+    pub runs: usize,
+    /// `--preset` [veryfast]: x264's preset, for ffmpeg and the worker.
+    pub preset: String,
+    /// Not `--no-write`: put the section into BENCHMARKS.md.
+    pub write: bool,
+    /// `--keep-logs DIR`: copy the servers' logs there at the end.
+    pub keep_logs: Option<PathBuf>,
+}
+
+impl Options {
+    pub fn parse(args: &mut Args) -> anyhow::Result<Self> {
+        let knob = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let knob_parsed = |name: &str, default| -> anyhow::Result<_> {
+            knob(name).map_or(Ok(default), |text| {
+                text.parse().with_context(|| format!("{name}={text:?}"))
+            })
+        };
+        let no_write = args.flag("--no-write") || knob("BENCH_NO_WRITE").as_deref() == Some("1");
+        let options = Self {
+            seconds: match args.parsed("--seconds")? {
+                Some(seconds) => seconds,
+                None => knob_parsed("BENCH_SECONDS", 20)?,
+            },
+            size: args
+                .value("--size")?
+                .or_else(|| knob("BENCH_SIZE"))
+                .unwrap_or_else(|| "1920x1080".into()),
+            runs: match args.parsed("--runs")? {
+                Some(runs) => runs,
+                None => knob_parsed("BENCH_RUNS", 2)? as usize,
+            },
+            preset: args
+                .value("--preset")?
+                .or_else(|| knob("XTREAM_X264_PRESET"))
+                .unwrap_or_else(|| "veryfast".into()),
+            write: !no_write,
+            keep_logs: args
+                .value("--keep-logs")?
+                .or_else(|| knob("BENCH_KEEP_LOGS"))
+                .map(PathBuf::from),
+        };
+        if options.runs == 0 {
+            bail!("--runs must be at least 1");
+        }
+        Ok(options)
+    }
+}
+
+/// The servers a job crosses, and what it needs to publish one.
+struct Bench {
+    garage: Garage,
+    db: Postgres,
+    bridge: Worker,
+    worker: Worker,
+    client: reqwest::Client,
+    // Dropped last: the brokers' clients above go first.
+    _tansu: Tansu,
+}
+
+impl Bench {
+    async fn start(preset: &str) -> anyhow::Result<Self> {
+        say("starting Garage, tansu, PostgreSQL, the bridge and the worker");
+        let garage = Garage::start().await?;
+        let tansu = Tansu::start().await?;
+        tansu.create_xtream_topics().await?;
+        let db = Postgres::start().await?;
+        harness::migrate(&db).await?;
+        let bridge = Worker::bridge(&tansu).await?;
+        let worker = Worker::run(&garage, &tansu, &db, &[("XTREAM_X264_PRESET", preset)]).await?;
+        Ok(Self {
+            garage,
+            db,
+            bridge,
+            worker,
+            client: reqwest::Client::new(),
+            _tansu: tansu,
+        })
+    }
+
+    /// One job end to end: stores `clip` as a new upload (original, row
+    /// and outbox entry, marked sent so the relay leaves it alone),
+    /// announces it through the bridge, and waits for the row to be ready.
+    /// Returns the time from the announcement to `ready`.
+    async fn job(&self, clip: &Path) -> anyhow::Result<Duration> {
+        let original = std::fs::read(clip)?;
+        let record =
+            harness::store_upload(&self.garage.bucket(), &self.db, original, Duration::ZERO)
+                .await?;
+        let id = record.id.to_string();
+        harness::mark_announced(&self.db, &id).await?;
+        let body = events::bridge_produce_body(record.id, &VideoUploaded::of(&record))?;
+        let started = Instant::now();
+        let topic = format!("{}/topics/{}", self.bridge.base, events::UPLOADS_TOPIC);
+        let request = self.client.post(topic).body(body);
+        let response = request
+            .header("content-type", events::BRIDGE_CONTENT_TYPE)
+            .send()
+            .await?;
+        let status = response.status();
+        // The bridge's answer says what went wrong, even in a 200 (an
+        // error entry in place of the record's offset).
+        let answer: serde_json::Value = response.json().await.unwrap_or_default();
+        if !status.is_success() || !answer["offsets"][0]["offset"].is_i64() {
+            bail!("the bridge did not deliver the event ({status}): {answer}");
+        }
+        // A cheap poll, one indexed query, so that the watching does not eat
+        // the CPU the worker is timed on.
+        loop {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let status = harness::record(&self.db, &id)
+                .await?
+                .map(|row| row["status"].as_str().unwrap_or_default().to_owned());
+            match status.as_deref() {
+                Some("ready") => return Ok(started.elapsed()),
+                Some("failed") => bail!(
+                    "the worker failed the video; its log:\n{}",
+                    self.worker.log()
+                ),
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Runs the benchmark and reports it.
+pub async fn run(options: Options) -> anyhow::Result<()> {
+    let Options {
+        seconds,
+        ref size,
+        runs,
+        ref preset,
+        ..
+    } = options;
+    say("building xtream-worker");
+    let worker_bin = tokio::task::spawn_blocking(worker_binary).await??;
+    let work = tempfile::tempdir()?;
+    let clip = work.path().join("clip.mp4");
+    say(&format!(
+        "generating a {seconds}s {size} clip (testsrc2 + sine)"
+    ));
+    clips::lavfi_mp4(
+        &clip,
+        &format!("testsrc2=size={size}:rate=25:duration={seconds}"),
+        Some(&format!(
+            "sine=frequency=440:sample_rate=48000:duration={seconds}"
+        )),
+        &[],
+    )?;
+    let raw = work.path().join("raw");
+    let plan = ffmpeg_plan(&worker_bin, &clip, &raw, preset)?;
+    let (ladder, per_rung) = plan.split_first().context("the plan is empty")?;
+    let rungs = per_rung.len();
+
+    let bench = Bench::start(preset).await?;
+    // The group's first assignment (join, rebalance) is start-up, not a
+    // job: one small job first, untimed.
+    say("warm-up: one short job while the worker joins its consumer group");
+    let warmup = work.path().join("warmup.mp4");
+    clips::lavfi_mp4(
+        &warmup,
+        "testsrc2=size=320x240:rate=25:duration=1",
+        None,
+        &[],
+    )?;
+    bench.job(&warmup).await?;
+
+    // Interleaved, in the same environment (servers up and idle), so that
+    // background load on a shared machine hits all three alike.
+    let (mut one_pass, mut separate, mut worker) = (Vec::new(), Vec::new(), Vec::new());
+    for run in 1..=runs {
+        say(&format!(
+            "run {run}/{runs}: one-pass ladder ({rungs} rungs)"
+        ));
+        one_pass.push(timed_shell(std::slice::from_ref(ladder), &raw)?);
+        say(&format!("run {run}/{runs}: one pass per rung"));
+        separate.push(timed_shell(per_rung, &raw)?);
+        say(&format!("run {run}/{runs}: the worker, end to end"));
+        worker.push(bench.job(&clip).await?.as_secs_f64());
+    }
+
+    // Skips the warm-up job, the first in the log.
+    let split = JobSplit::from_log(&bench.worker.log())?;
+    let figures = Figures {
+        one_pass,
+        separate,
+        worker,
+        split,
+    };
+    let section = figures.section(&options, rungs, &Machine::this(), &load_average());
+    println!("\n{section}\n");
+    println!(
+        "worker/one-pass: {:.2}x   per-rung/one-pass: {:.2}x   worker's own steps: +{:.2}s ({:.3}x)",
+        figures.worker_ratio(),
+        figures.per_rung_ratio(),
+        figures.split.overhead,
+        figures.split.ratio()
+    );
+    if let Some(dir) = &options.keep_logs {
+        std::fs::create_dir_all(dir)?;
+        std::fs::write(dir.join("worker.log"), bench.worker.log())?;
+        std::fs::write(dir.join("bridge.log"), bench.bridge.log())?;
+    }
+    if options.write {
+        let path = workspace_root().join("BENCHMARKS.md");
+        write_section(&path, "worker-bench", "./x bench", &section)?;
+        say(&format!("wrote the results into {}", path.display()));
+    }
+    Ok(())
+}
+
+/// The ffmpeg commands a job would run on `clip` (`xtream-worker plan`):
+/// the one-pass ladder, then one command per rung, each shell-quoted.
+fn ffmpeg_plan(
+    worker: &Path,
+    clip: &Path,
+    out: &Path,
+    preset: &str,
+) -> anyhow::Result<Vec<String>> {
+    let plan = stdout_of(
+        Command::new(worker)
+            .arg("plan")
+            .args([clip, out])
+            .env("XTREAM_X264_PRESET", preset),
+    )?;
+    Ok(String::from_utf8(plan)?
+        .lines()
+        .map(str::to_owned)
+        .collect())
+}
+
+/// Seconds the shell `commands` (as `plan` quotes them) take one after the
+/// other, starting with `out` emptied.
+fn timed_shell(commands: &[String], out: &Path) -> anyhow::Result<f64> {
+    let _ = std::fs::remove_dir_all(out);
+    let started = Instant::now();
+    for command in commands {
+        let status = Command::new("sh").args(["-c", command]).status()?;
+        if !status.success() {
+            bail!("{command} failed: {status}");
+        }
+    }
+    Ok(started.elapsed().as_secs_f64())
+}
+
+/// `/proc/loadavg`'s three averages.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Where the worker's jobs spent their time, from its "job timings" log
+/// lines: on a shared machine this split is steadier than wall-clock ratios
+/// (background load slows ffmpeg, not the worker's own steps).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct JobSplit {
+    /// The most any timed job spent on its own steps (download, probe and
+    /// queue, store and announce), seconds.
+    overhead: f64,
+    /// The least any timed job spent in ffmpeg, seconds.
+    inside: f64,
+}
+
+impl JobSplit {
+    /// The split over every job in `log` but the first (the warm-up).
+    fn from_log(log: &str) -> anyhow::Result<Self> {
+        let mut jobs = Vec::new();
+        for line in log.lines().map(strip_ansi) {
+            if !line.contains("job timings") {
+                continue;
+            }
+            let field = |name: &str| -> anyhow::Result<f64> {
+                line.split_whitespace()
+                    .find_map(|word| word.strip_prefix(name)?.strip_prefix('='))
+                    .and_then(seconds_of)
+                    .with_context(|| format!("no {name} in {line:?}"))
+            };
+            let own = field("download")? + field("probe_and_queue")? + field("store_and_announce")?;
+            jobs.push((own, field("ffmpeg")?));
+        }
+        let timed = jobs.get(1..).filter(|jobs| !jobs.is_empty());
+        let timed = timed.context("the worker logged no job timings past the warm-up")?;
+        Ok(Self {
+            overhead: timed.iter().map(|j| j.0).fold(0.0, f64::max),
+            inside: timed.iter().map(|j| j.1).fold(f64::INFINITY, f64::min),
+        })
+    }
+
+    /// The job's time over ffmpeg's alone, of the figures as the report
+    /// rounds them.
+    fn ratio(&self) -> f64 {
+        (round2(self.inside) + round2(self.overhead)) / round2(self.inside)
+    }
+}
+
+/// `line` without terminal colour codes (the worker's log has them).
+fn strip_ansi(line: &str) -> String {
+    let mut plain = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            // ESC [ parameters, ended by a letter.
+            chars.by_ref().find(|c| c.is_ascii_alphabetic());
+        } else {
+            plain.push(c);
+        }
+    }
+    plain
+}
+
+/// A `Duration`'s debug text (`850µs`, `1.5ms`, `18.48s`) in seconds.
+fn seconds_of(text: &str) -> Option<f64> {
+    let unit_at = text.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+    let (value, unit) = text.split_at(unit_at);
+    let scale = match unit {
+        "ns" => 1e-9,
+        "µs" | "us" => 1e-6,
+        "ms" => 1e-3,
+        "s" => 1.0,
+        _ => return None,
+    };
+    Some(value.parse::<f64>().ok()? * scale)
+}
+
+/// Every run's seconds, and the worker's own split.
+struct Figures {
+    one_pass: Vec<f64>,
+    separate: Vec<f64>,
+    worker: Vec<f64>,
+    split: JobSplit,
+}
+
+fn best(runs: &[f64]) -> f64 {
+    runs.iter().copied().fold(f64::INFINITY, f64::min)
+}
+
+fn listed(runs: &[f64]) -> String {
+    runs.iter()
+        .map(|s| format!("{s:.2}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+impl Figures {
+    fn worker_ratio(&self) -> f64 {
+        // Ratios of the rounded figures, as the table shows them.
+        round2(best(&self.worker)) / round2(best(&self.one_pass))
+    }
+
+    fn per_rung_ratio(&self) -> f64 {
+        round2(best(&self.separate)) / round2(best(&self.one_pass))
+    }
+
+    /// BENCHMARKS.md's worker section, markers aside.
+    fn section(&self, options: &Options, rungs: usize, machine: &Machine, load: &str) -> String {
+        let Options {
+            seconds,
+            size,
+            runs,
+            preset,
+            ..
+        } = options;
+        let split = &self.split;
+        format!(
+            "## Worker: end to end vs raw ffmpeg, one-pass vs per-rung ladder
+
+Clip: {seconds} s of `testsrc2` + 440 Hz sine, {size}, 25 fps, H.264/AAC;
+ladder of {rungs} rungs, x264 preset `{preset}`; best of {runs} runs.
+Machine: {cores} cores (`nproc`), {cpu}; {date}.
+
+| What | Seconds |
+|---|---|
+| raw ffmpeg, one-pass ladder (the worker's exact command) | {one:.2} |
+| raw ffmpeg, one pass per rung | {rung:.2} |
+| worker end to end (event → record `ready`: download, ffprobe, poster, ladder, upload, record) | {worker:.2} |
+
+- worker / one-pass ffmpeg: **{worker_ratio:.2}×** (target ≤ 1.1×)
+- per-rung passes / one-pass: **{rung_ratio:.2}×**
+- the worker's own steps around ffmpeg (download, ffprobe, record writes,
+  upload, outcome; from its \"job timings\" log) took at most **{overhead:.2} s**
+  per job, against {inside:.2} s of ffmpeg inside the job: **{own_ratio:.3}×**.
+  The rest of the wall-clock gap is delivery (bridge, broker, fetch) and
+  the benchmark's 0.1 s polling, plus load from whatever else runs here
+  (load average at the end: {load}).
+
+All runs: one-pass {all_one}; per-rung {all_rung}; worker {all_worker}.
+Reproduce: `./x bench` (knobs in xtask/src/bench.rs).
+",
+            cores = machine.cores,
+            cpu = machine.cpu,
+            date = jiff::Timestamp::now().strftime("%Y-%m-%d"),
+            one = best(&self.one_pass),
+            rung = best(&self.separate),
+            worker = best(&self.worker),
+            worker_ratio = self.worker_ratio(),
+            rung_ratio = self.per_rung_ratio(),
+            overhead = split.overhead,
+            inside = split.inside,
+            own_ratio = split.ratio(),
+            all_one = listed(&self.one_pass),
+            all_rung = listed(&self.separate),
+            all_worker = listed(&self.worker),
+        )
+    }
+}
+
+fn round2(value: f64) -> f64 {
+    (value * 100.0).round() / 100.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LOG: &str = "\
+2026-11-30T10:00:00Z  INFO job: \x1b[3mdownload\x1b[0m\x1b[2m=\x1b[0m2ms probe_and_queue=40ms ffmpeg=900ms store_and_announce=10ms job timings
+2026-11-30T10:00:05Z  INFO job: download=120.5ms probe_and_queue=80ms ffmpeg=17.25s store_and_announce=300ms job timings
+2026-11-30T10:00:30Z  INFO job: other line download=9s
+2026-11-30T10:01:00Z  INFO job: download=100ms probe_and_queue=50µs ffmpeg=18s store_and_announce=250ms job timings
+";
+
+    #[test]
+    fn the_split_skips_the_warm_up_and_takes_the_worst_overhead_and_best_ffmpeg() {
+        let split = JobSplit::from_log(LOG).unwrap();
+        assert!((split.overhead - 0.5005).abs() < 1e-9, "{split:?}");
+        assert!((split.inside - 17.25).abs() < 1e-9, "{split:?}");
+    }
+
+    #[test]
+    fn a_log_with_only_the_warm_up_is_an_error() {
+        let first = LOG.lines().next().unwrap();
+        assert!(JobSplit::from_log(first).is_err());
+    }
+
+    #[test]
+    fn durations_read_as_debug_prints_them() {
+        assert_eq!(seconds_of("2s"), Some(2.0));
+        assert_eq!(seconds_of("1.5ms"), Some(0.0015));
+        assert_eq!(seconds_of("850µs"), Some(0.00085));
+        assert_eq!(seconds_of("500ns"), Some(500.0 * 1e-9));
+        assert_eq!(seconds_of("3m"), None);
+        assert_eq!(seconds_of("ms"), None);
+    }
+
+    #[test]
+    fn the_section_records_its_inputs() {
+        let figures = Figures {
+            one_pass: vec![17.04, 18.0],
+            separate: vec![19.9, 20.0],
+            worker: vec![19.07, 19.5],
+            split: JobSplit {
+                overhead: 0.54,
+                inside: 18.48,
+            },
+        };
+        let options = Options {
+            seconds: 4,
+            size: "640x360".into(),
+            runs: 2,
+            preset: "ultrafast".into(),
+            write: false,
+            keep_logs: None,
+        };
+        let machine = Machine {
+            cores: 2,
+            cpu: "AMD EPYC".into(),
+            memory_gib: 24.0,
+            kernel: "6.1".into(),
+        };
+        let section = figures.section(&options, 3, &machine, "1.00 0.50 0.25");
+        for expected in [
+            "Clip: 4 s of `testsrc2` + 440 Hz sine, 640x360, 25 fps",
+            "ladder of 3 rungs, x264 preset `ultrafast`; best of 2 runs.",
+            "Machine: 2 cores (`nproc`), AMD EPYC;",
+            "| raw ffmpeg, one-pass ladder (the worker's exact command) | 17.04 |",
+            "| raw ffmpeg, one pass per rung | 19.90 |",
+            "**1.12×** (target ≤ 1.1×)",
+            "per-rung passes / one-pass: **1.17×**",
+            "took at most **0.54 s**",
+            "18.48 s of ffmpeg inside the job: **1.029×**",
+            "(load average at the end: 1.00 0.50 0.25)",
+            "All runs: one-pass 17.04 18.00; per-rung 19.90 20.00; worker 19.07 19.50.",
+        ] {
+            assert!(
+                section.contains(expected),
+                "{expected:?} not in:\n{section}"
+            );
+        }
+    }
+}

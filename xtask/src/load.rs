@@ -1,0 +1,662 @@
+//! `load`: runs k6 scenarios (`tests/load/*.js`) against a running
+//! platform and writes the load report. `./x load` starts the platform and
+//! the native baseline first and passes their addresses and process ids.
+//!
+//! For each scenario and VU level it runs k6, samples the resident memory
+//! of the host (and the worker) while k6 runs, measures the CPU time of the
+//! server under test, PostgreSQL and k6, and reads k6's summary. The
+//! `health`, `listing` and `search` scenarios also run against the native
+//! baseline in the same run, and the report gives the ratio.
+
+use crate::args::Args;
+use crate::say;
+use anyhow::{Context as _, bail};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+use xtream_tests::report::Machine;
+use xtream_tests::workspace_root;
+
+/// Scenarios also run against the native baseline.
+const COMPARED: [&str; 3] = ["health", "listing", "search"];
+const MIB: f64 = (1u64 << 20) as f64;
+
+/// What to run and against what.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// `--host-pid`: the process serving the platform.
+    pub host_pid: u32,
+    /// `--worker-pid`: the worker, for its memory.
+    pub worker_pid: Option<u32>,
+    /// `--baseline-pid`: the native baseline, for its CPU time.
+    pub baseline_pid: Option<u32>,
+    /// `--pg-pid`: PostgreSQL's postmaster, for its (and its backends') CPU time.
+    pub pg_pid: Option<u32>,
+    /// `--base`: the platform's URL.
+    pub base: String,
+    /// `--baseline`: the native baseline's URL.
+    pub baseline: String,
+    /// `--vus` [100,500,1000]: the VU levels, each a run of its own.
+    pub vus: Vec<u32>,
+    /// `--duration` [20s]: each run's length, as k6 reads it.
+    pub duration: String,
+    /// `--out`: the report's file.
+    pub out: PathBuf,
+    /// `--clip`: the video the upload scenario sends.
+    pub clip: Option<PathBuf>,
+    /// `--timeline`: report memory over each run (soaks).
+    pub timeline: bool,
+    /// `--seeded`: what the catalog held, as `./x load` seeded it.
+    pub seeded: String,
+    /// The scenarios, in order.
+    pub scenarios: Vec<String>,
+}
+
+impl Options {
+    pub fn parse(args: &mut Args) -> anyhow::Result<Self> {
+        let vus = args
+            .value("--vus")?
+            .unwrap_or_else(|| "100,500,1000".into());
+        let options = Self {
+            host_pid: args
+                .parsed("--host-pid")?
+                .context("--host-pid is required")?,
+            worker_pid: args.parsed("--worker-pid")?,
+            baseline_pid: args.parsed("--baseline-pid")?,
+            pg_pid: args.parsed("--pg-pid")?,
+            base: args.value("--base")?.context("--base is required")?,
+            baseline: args
+                .value("--baseline")?
+                .context("--baseline is required")?,
+            vus: vus
+                .split(',')
+                .map(|v| v.trim().parse().with_context(|| format!("--vus {vus:?}")))
+                .collect::<anyhow::Result<_>>()?,
+            duration: args.value("--duration")?.unwrap_or_else(|| "20s".into()),
+            out: args.value("--out")?.context("--out is required")?.into(),
+            clip: args
+                .value("--clip")?
+                .filter(|c| !c.is_empty())
+                .map(PathBuf::from),
+            timeline: args.flag("--timeline"),
+            seeded: args.value("--seeded")?.unwrap_or_default(),
+            scenarios: args.positional(),
+        };
+        if options.scenarios.is_empty() {
+            bail!("name at least one scenario (tests/load/*.js)");
+        }
+        Ok(options)
+    }
+}
+
+/// One k6 run's figures.
+#[derive(Debug, Clone, Default)]
+struct Run {
+    scenario: String,
+    vus: u32,
+    passed: bool,
+    requests: u64,
+    rps: f64,
+    /// What an answer weighs on average (GET /videos grows with the catalog).
+    kib_per_response: f64,
+    p50: f64,
+    p95: f64,
+    p99: f64,
+    failed: f64,
+    /// upload.js: 503s with Retry-After (max_concurrent_uploads reached),
+    /// waited out and sent again; expected answers, so not in `failed`.
+    busy: u64,
+    /// Microseconds of CPU per request: the server, PostgreSQL, k6.
+    cpu_us: [f64; 3],
+    rss_mib: f64,
+    host_growth_mib: f64,
+    worker_growth_mib: f64,
+    /// (seconds since start, host RSS, worker RSS) once a second: over a
+    /// soak this tells a warm-up that levels off from a leak that keeps
+    /// climbing.
+    timeline: Vec<(f64, u64, u64)>,
+    log: String,
+}
+
+/// The processes one run watches.
+#[derive(Debug, Clone, Copy, Default)]
+struct Watched {
+    /// Whose memory is sampled (the host; none for the baseline's runs).
+    host: Option<u32>,
+    worker: Option<u32>,
+    /// Whose CPU time is the server's (the host or the native baseline).
+    server: Option<u32>,
+    postgres: Option<u32>,
+}
+
+/// Runs every scenario at every level and writes the report.
+pub fn run(options: &Options) -> anyhow::Result<()> {
+    let scripts = workspace_root().join("tests/load");
+    let api_key = std::env::var("XTREAM_API_KEY").unwrap_or_default();
+    let clip = options
+        .clip
+        .as_ref()
+        .map(|c| c.display().to_string())
+        .unwrap_or_default();
+    let env = [("XTREAM_CLIP", clip.as_str()), ("XTREAM_API_KEY", &api_key)];
+    let ours_watch = Watched {
+        host: Some(options.host_pid),
+        worker: options.worker_pid,
+        server: Some(options.host_pid),
+        postgres: options.pg_pid,
+    };
+    let native_watch = Watched {
+        server: options.baseline_pid,
+        postgres: options.pg_pid,
+        ..Watched::default()
+    };
+    let (mut rows, mut ratios) = (Vec::new(), Vec::new());
+    for scenario in &options.scenarios {
+        let script = scripts.join(format!("{scenario}.js"));
+        for &vus in &options.vus {
+            say(&format!(
+                "{scenario} with {vus} VUs for {}",
+                options.duration
+            ));
+            let ours = run_k6(
+                &script,
+                scenario,
+                &options.base,
+                vus,
+                &options.duration,
+                &env,
+                ours_watch,
+            )?;
+            if COMPARED.contains(&scenario.as_str()) {
+                let native = run_k6(
+                    &script,
+                    scenario,
+                    &options.baseline,
+                    vus,
+                    &options.duration,
+                    &env,
+                    native_watch,
+                )?;
+                ratios.push((ours.clone(), native));
+            }
+            rows.push(ours);
+        }
+    }
+    let report = report(options, &scripts, &rows, &ratios, &Machine::this())?;
+    std::fs::write(&options.out, &report)
+        .with_context(|| format!("writing {}", options.out.display()))?;
+    println!("{report}");
+    let failures: Vec<&Run> = rows.iter().filter(|r| !r.passed).collect();
+    for r in &failures {
+        println!(
+            "thresholds failed for {} at {} VUs:\n{}",
+            r.scenario, r.vus, r.log
+        );
+    }
+    if !failures.is_empty() {
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+/// One k6 run of `script` against `base`.
+fn run_k6(
+    script: &Path,
+    scenario: &str,
+    base: &str,
+    vus: u32,
+    duration: &str,
+    env: &[(&str, &str)],
+    watched: Watched,
+) -> anyhow::Result<Run> {
+    let summary = tempfile::NamedTempFile::new()?;
+    let rss = |pid: Option<u32>| pid.map_or(0, resident_bytes);
+    let cpu = || {
+        [
+            watched.server.map_or(0.0, |pid| cpu_seconds(pid, false)),
+            watched.postgres.map_or(0.0, |pid| cpu_seconds(pid, true)),
+            children_cpu_seconds(),
+        ]
+    };
+    let cpu_before = cpu();
+    let (host_start, worker_start) = (rss(watched.host), rss(watched.worker));
+    let mut peak = host_start;
+    let mut timeline = Vec::new();
+    let started = Instant::now();
+    let mut command = Command::new("k6");
+    command
+        .args(["run", "--quiet", "--summary-export"])
+        .arg(summary.path())
+        .arg(script)
+        .env("XTREAM_BASE", base)
+        .env("VUS", vus.to_string())
+        .env("DURATION", duration)
+        .envs(env.iter().copied());
+    // k6 runs in a thread of its own (its output is read to the end there)
+    // while this one samples memory every 0.2 s, and a timeline point
+    // every second.
+    let k6 = std::thread::spawn(move || command.output());
+    let mut ticks = 0u64;
+    while !k6.is_finished() {
+        std::thread::sleep(Duration::from_millis(200));
+        peak = peak.max(rss(watched.host));
+        ticks += 1;
+        if ticks.is_multiple_of(5) {
+            timeline.push((
+                started.elapsed().as_secs_f64(),
+                rss(watched.host),
+                rss(watched.worker),
+            ));
+        }
+    }
+    let output = k6
+        .join()
+        .map_err(|_| anyhow::anyhow!("the k6 thread panicked"))?
+        .context("cannot run k6 (./x load installs it)")?;
+    let cpu_after = cpu();
+    let text = std::fs::read_to_string(summary.path())?;
+    let metrics: serde_json::Value = serde_json::from_str::<serde_json::Value>(&text)
+        .with_context(|| {
+            format!(
+                "k6 wrote no summary for {scenario}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            )
+        })?["metrics"]
+        .clone();
+    let number = |metric: &str, field: &str| metrics[metric][field].as_f64().unwrap_or(0.0);
+    let requests = number("http_reqs", "count") as u64;
+    let per_request = requests.max(1) as f64;
+    let tail = |bytes: &[u8]| {
+        let text = String::from_utf8_lossy(bytes).into_owned();
+        let cut = text.len().saturating_sub(2000);
+        let cut = (cut..=text.len())
+            .find(|&i| text.is_char_boundary(i))
+            .unwrap_or(0);
+        text[cut..].to_owned()
+    };
+    Ok(Run {
+        scenario: scenario.to_owned(),
+        vus,
+        passed: output.status.success(),
+        requests,
+        rps: number("http_reqs", "rate"),
+        kib_per_response: number("data_received", "count") / per_request / 1024.0,
+        p50: number("http_req_duration", "med"),
+        p95: number("http_req_duration", "p(95)"),
+        p99: number("http_req_duration", "p(99)"),
+        failed: rate(&metrics, "http_req_failed").max(rate(&metrics, "upload_failed")),
+        busy: number("upload_busy", "count") as u64,
+        cpu_us: std::array::from_fn(|i| (cpu_after[i] - cpu_before[i]) * 1e6 / per_request),
+        rss_mib: peak as f64 / MIB,
+        host_growth_mib: (rss(watched.host) as f64 - host_start as f64) / MIB,
+        worker_growth_mib: (rss(watched.worker) as f64 - worker_start as f64) / MIB,
+        timeline,
+        log: tail(&output.stdout) + &tail(&output.stderr),
+    })
+}
+
+/// A k6 Rate from the summary export (0 when the scenario has none).
+fn rate(metrics: &serde_json::Value, name: &str) -> f64 {
+    let metric = &metrics[name];
+    metric["value"]
+        .as_f64()
+        .or_else(|| metric["rate"].as_f64())
+        .unwrap_or(0.0)
+}
+
+/// Resident memory of process `pid`, bytes (0 once it is gone).
+fn resident_bytes(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.split_whitespace().next()?.parse::<u64>().ok())
+        .map_or(0, |kib| kib * 1024)
+}
+
+/// CPU time (user + system) process `pid` has used, plus, with
+/// `with_children`, that of its live children (PostgreSQL's backends are
+/// the postmaster's).
+fn cpu_seconds(pid: u32, with_children: bool) -> f64 {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0.0;
+    };
+    let mut ticks = 0u64;
+    for entry in entries.flatten() {
+        let Some(this) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        // Exited meanwhile: nothing to count.
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{this}/stat")) else {
+            continue;
+        };
+        // The fields after the command name, which may hold spaces.
+        let Some((_, after_name)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let fields: Vec<&str> = after_name.split_whitespace().collect();
+        let parent = fields.get(1).and_then(|f| f.parse::<u32>().ok());
+        if this == pid || (with_children && parent == Some(pid)) {
+            let field = |i: usize| {
+                fields
+                    .get(i)
+                    .and_then(|f| f.parse::<u64>().ok())
+                    .unwrap_or(0)
+            };
+            ticks += field(11) + field(12);
+        }
+    }
+    // SAFETY: sysconf only reads a system constant.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1);
+    ticks as f64 / per_second as f64
+}
+
+/// CPU time of this process's children that ended (each k6 run).
+fn children_cpu_seconds() -> f64 {
+    // SAFETY: getrusage fills the struct it is given.
+    let usage = unsafe {
+        let mut usage = std::mem::zeroed::<libc::rusage>();
+        libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage);
+        usage
+    };
+    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    seconds(usage.ru_utime) + seconds(usage.ru_stime)
+}
+
+/// What a scenario asks for, read from its script: its header comment,
+/// and each request it makes (method and URL template, page sizes and
+/// filters included).
+fn scenario_requests(script: &str) -> (String, Vec<String>) {
+    let summary = script
+        .lines()
+        .take_while(|line| line.starts_with("//"))
+        .map(|line| line.trim_start_matches(['/', ' ']).trim())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut calls = Vec::new();
+    let mut rest = script;
+    while let Some(at) = rest.find("http.") {
+        rest = &rest[at + "http.".len()..];
+        let Some((method, after)) = rest.split_once("(`${BASE}") else {
+            continue;
+        };
+        if !matches!(method, "get" | "post" | "put" | "del") {
+            continue;
+        }
+        if let Some((url, _)) = after.split_once('`') {
+            calls.push(format!("{} {url}", method.to_uppercase()));
+        }
+    }
+    // Streaming builds its URLs from one base; name them once.
+    if script.contains("`${BASE}/api/videos/${id}/hls`") {
+        calls.push("GET /api/videos/${id}/hls/...".to_owned());
+    }
+    (summary, calls)
+}
+
+/// The report, Markdown.
+fn report(
+    options: &Options,
+    scripts: &Path,
+    rows: &[Run],
+    ratios: &[(Run, Run)],
+    machine: &Machine,
+) -> anyhow::Result<String> {
+    let Machine {
+        cores,
+        cpu,
+        memory_gib,
+        kernel,
+    } = machine;
+    let levels = options
+        .vus
+        .iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut lines = vec![
+        format!(
+            "Measured {} on {cores} cores, {cpu}, {memory_gib:.0} GiB, Linux {kernel}.",
+            jiff::Timestamp::now().strftime("%Y-%m-%d %H:%M UTC")
+        ),
+        "Every server ran on this one machine, k6 included: the numbers are for comparing".into(),
+        "with each other, not absolute capacity. Each row is one k6 run ".to_owned()
+            + &format!(
+                "of {} at a constant number of virtual users ({levels}).",
+                options.duration
+            ),
+        format!(
+            "Catalog: {}.",
+            if options.seeded.is_empty() {
+                "as found"
+            } else {
+                &options.seeded
+            }
+        ),
+    ];
+    if let Some(clip) = &options.clip {
+        let bytes = std::fs::metadata(clip).map(|m| m.len()).unwrap_or(0);
+        let name = clip.file_name().unwrap_or_default().to_string_lossy();
+        lines.push(format!(
+            "Clip the upload scenario sends: `{name}`, {bytes} bytes."
+        ));
+    }
+    lines.extend([
+        String::new(),
+        "What each scenario asks for, read from its script in tests/load/:".into(),
+        String::new(),
+    ]);
+    for scenario in &options.scenarios {
+        let path = scripts.join(format!("{scenario}.js"));
+        let script = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let (summary, calls) = scenario_requests(&script);
+        let calls: Vec<String> = calls.iter().map(|c| format!("`{c}`")).collect();
+        lines.push(format!("- {scenario}: {summary} ({})", calls.join("; ")));
+    }
+    lines.extend([
+        String::new(),
+        "| scenario | VUs | requests | req/s | KiB/answer | p50 ms | p95 ms | p99 ms | failed | host RSS MiB (peak) | RSS growth MiB host / worker | thresholds |".into(),
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|".into(),
+    ]);
+    for r in rows {
+        lines.push(format!(
+            "| {} | {} | {} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2}% | {:.0} | {:+.0} / {:+.0} | {} |",
+            r.scenario,
+            r.vus,
+            r.requests,
+            r.rps,
+            r.kib_per_response,
+            r.p50,
+            r.p95,
+            r.p99,
+            r.failed * 100.0,
+            r.rss_mib,
+            r.host_growth_mib,
+            r.worker_growth_mib,
+            if r.passed { "pass" } else { "FAIL" }
+        ));
+    }
+    let busy: Vec<&Run> = rows.iter().filter(|r| r.busy > 0).collect();
+    if !busy.is_empty() {
+        lines.extend([
+            String::new(),
+            "Back-pressure: answers `503 server_busy` with `Retry-After` (max_concurrent_uploads \
+             reached), waited out and sent again; in requests and latencies, not in failed:"
+                .into(),
+        ]);
+        lines.extend(
+            busy.iter()
+                .map(|r| format!("- {} at {} VUs: {}", r.scenario, r.vus, r.busy)),
+        );
+    }
+    if !ratios.is_empty() {
+        lines.extend([
+            String::new(),
+            "Against the native baseline (`benches/baseline`: the same JSON from plain hyper, the"
+                .into(),
+            "same listing logic with a pooled client), measured in the same run:".into(),
+            String::new(),
+            "| scenario | VUs | host req/s | native req/s | ratio | host p95 ms | native p95 ms |"
+                .into(),
+            "|---|---:|---:|---:|---:|---:|---:|".into(),
+        ]);
+        for (ours, native) in ratios {
+            lines.push(format!(
+                "| {} | {} | {:.0} | {:.0} | {:.2} | {:.1} | {:.1} |",
+                ours.scenario,
+                ours.vus,
+                ours.rps,
+                native.rps,
+                ours.rps / native.rps,
+                ours.p95,
+                native.p95
+            ));
+        }
+        lines.extend([
+            String::new(),
+            "Where the time goes: CPU time per request, in microseconds, of the server under".into(),
+            "test (the host, or the native baseline), of PostgreSQL (the postmaster and its".into(),
+            "backends) and of k6, from /proc and getrusage over the same runs. With every".into(),
+            "process on the same cores, the sum bounds the requests per second.".into(),
+            String::new(),
+            "| scenario | VUs | host | native | PostgreSQL, host's requests | PostgreSQL, native's | k6, host's | k6, native's |".into(),
+            "|---|---:|---:|---:|---:|---:|---:|---:|".into(),
+        ]);
+        for (ours, native) in ratios {
+            let ([h, hp, hk], [n, np, nk]) = (ours.cpu_us, native.cpu_us);
+            lines.push(format!(
+                "| {} | {} | {h:.0} | {n:.0} | {hp:.0} | {np:.0} | {hk:.0} | {nk:.0} |",
+                ours.scenario, ours.vus
+            ));
+        }
+    }
+    if options.timeline {
+        for r in rows {
+            lines.push(String::new());
+            lines.extend(memory_timeline(r, 10));
+        }
+    }
+    Ok(lines.join("\n") + "\n")
+}
+
+/// Resident memory at each tenth of a run, and the growth after its first
+/// fifth (warm-up: instance slots, connection pools, allocator arenas
+/// filling up) to its end.
+fn memory_timeline(run: &Run, points: usize) -> Vec<String> {
+    let samples = &run.timeline;
+    let (Some(&last), false) = (samples.last(), samples.is_empty()) else {
+        return Vec::new();
+    };
+    let mut lines = vec![
+        format!(
+            "Memory over the {} run at {} VUs (sampled every second):",
+            run.scenario, run.vus
+        ),
+        String::new(),
+        "| elapsed s | host RSS MiB | worker RSS MiB |".into(),
+        "|---:|---:|---:|".into(),
+    ];
+    for i in 1..=points {
+        let (at, host, worker) = samples[(samples.len() * i / points).min(samples.len() - 1)];
+        lines.push(format!(
+            "| {at:.0} | {:.0} | {:.0} |",
+            host as f64 / MIB,
+            worker as f64 / MIB
+        ));
+    }
+    let warm = samples[samples.len() / 5];
+    lines.extend([
+        String::new(),
+        format!(
+            "Growth from {:.0} s to the end: host {:+.1} MiB, worker {:+.1} MiB.",
+            warm.0,
+            (last.1 as f64 - warm.1 as f64) / MIB,
+            (last.2 as f64 - warm.2 as f64) / MIB
+        ),
+    ]);
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_scenario_is_described_by_its_header_and_requests() {
+        let script = "// Browsing the catalog:\n//\n// pages by cursor.\nimport http from 'k6/http';\n\
+                      http.get(`${BASE}/api/videos?limit=5`);\n\
+                      http.post(`${BASE}/api/videos?filename=a.mp4`, body);\n\
+                      http.batch([]); const base = `${BASE}/api/videos/${id}/hls`;\n";
+        let (summary, calls) = scenario_requests(script);
+        assert_eq!(summary, "Browsing the catalog:  pages by cursor.");
+        assert_eq!(
+            calls,
+            [
+                "GET /api/videos?limit=5",
+                "POST /api/videos?filename=a.mp4",
+                "GET /api/videos/${id}/hls/..."
+            ]
+        );
+    }
+
+    #[test]
+    fn the_committed_scripts_all_name_their_requests() {
+        let scripts = workspace_root().join("tests/load");
+        for scenario in [
+            "health",
+            "listing",
+            "search",
+            "original",
+            "catalog",
+            "streaming",
+            "upload",
+        ] {
+            let script = std::fs::read_to_string(scripts.join(format!("{scenario}.js"))).unwrap();
+            let (summary, calls) = scenario_requests(&script);
+            assert!(!summary.is_empty(), "{scenario} has no header comment");
+            assert!(!calls.is_empty(), "{scenario}: no request found");
+        }
+    }
+
+    #[test]
+    fn the_timeline_reports_growth_after_the_warm_up() {
+        let run = Run {
+            scenario: "original".into(),
+            vus: 200,
+            timeline: (1..=10)
+                .map(|s| (s as f64, (100 + s) * (1 << 20), 50 << 20))
+                .collect(),
+            ..Run::default()
+        };
+        let lines = memory_timeline(&run, 10);
+        assert_eq!(
+            lines[0],
+            "Memory over the original run at 200 VUs (sampled every second):"
+        );
+        assert_eq!(lines[4], "| 2 | 102 | 50 |");
+        assert_eq!(
+            lines.last().unwrap(),
+            "Growth from 3 s to the end: host +7.0 MiB, worker +0.0 MiB."
+        );
+        assert!(memory_timeline(&Run::default(), 10).is_empty());
+    }
+
+    #[test]
+    fn this_process_has_memory_and_cpu_time() {
+        let me = std::process::id();
+        assert!(resident_bytes(me) > 0);
+        // Burn a little CPU so that the count cannot be zero by rounding.
+        let spent = Instant::now();
+        let mut x = 0u64;
+        while spent.elapsed() < Duration::from_millis(50) {
+            x = x.wrapping_mul(31).wrapping_add(1);
+        }
+        assert!(x != 1 && cpu_seconds(me, false) > 0.0);
+        assert_eq!(resident_bytes(u32::MAX), 0);
+    }
+}
