@@ -588,6 +588,7 @@ impl Transcoder {
             tracing::error!(video = %id, error = %err, "cannot dead-letter the event; leaving it for redelivery");
             return JobEnd::Unannounced;
         }
+        self.metrics.dead_letters.inc();
         match self.mark_failed(id, &reason).await {
             Ok(()) => {}
             // Dead-lettered and announced: the event is handled even though

@@ -26,6 +26,10 @@ pub struct Metrics {
     pub jobs_skipped: IntCounter,
     /// Jobs released unfinished at shutdown (to be redelivered).
     pub jobs_released: IntCounter,
+    /// Events written to the dead-letter topic: uploads given up on and
+    /// malformed events. Counted here as well as read from the topic's
+    /// offsets on the cluster, so the alert works wherever the worker runs.
+    pub dead_letters: IntCounter,
     /// Attempts retried after a transient error.
     pub job_retries: IntCounter,
     /// Wall time of a job, from taking the event to the record written.
@@ -72,6 +76,10 @@ impl Metrics {
         let jobs_released = counter(
             "xtream_worker_jobs_released_total",
             "Jobs stopped at shutdown and left for redelivery.",
+        );
+        let dead_letters = counter(
+            "xtream_worker_dead_letters_total",
+            "Events written to the dead-letter topic (uploads given up on, malformed events).",
         );
         let job_retries = counter(
             "xtream_worker_job_retries_total",
@@ -132,6 +140,7 @@ impl Metrics {
             jobs_failed,
             jobs_skipped,
             jobs_released,
+            dead_letters,
             job_retries,
             job_duration,
             jobs_running,

@@ -430,8 +430,11 @@ impl ConsumeLoop {
                 },
             )
             .await;
-        if let Err(err) = &sent {
-            tracing::error!(error = %err, "cannot dead-letter a malformed event; leaving it uncommitted");
+        match &sent {
+            Ok(_) => self.transcoder.metrics.dead_letters.inc(),
+            Err(err) => {
+                tracing::error!(error = %err, "cannot dead-letter a malformed event; leaving it uncommitted")
+            }
         }
         sent.is_ok()
     }

@@ -17,6 +17,7 @@
 //!     cache_dir: None,
 //!     body_idle_timeout: xtream_host::DEFAULT_BODY_IDLE_TIMEOUT,
 //!     runtime_config: xtream_host::RuntimeConfig::default(),
+//!     metrics_listen: None,
 //! })
 //! .await?;
 //! println!("serving on http://{}", host.addr);
@@ -28,6 +29,7 @@
 pub mod compile_cache;
 pub mod limits;
 pub mod manifest;
+pub mod metrics;
 pub mod outbound;
 mod outbound_pool;
 pub mod postgres;
@@ -73,6 +75,9 @@ pub struct HostConfig {
     /// --runtime-config-file`) says; [`RuntimeConfig::default`] is Spin's
     /// behaviour without one.
     pub runtime_config: RuntimeConfig,
+    /// Where to serve `GET /metrics` (Spin's request counter, see
+    /// [`metrics`]); `None` serves no metrics.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// Default for [`HostConfig::body_idle_timeout`].
@@ -96,6 +101,7 @@ impl std::fmt::Debug for HostConfig {
             .field("env (names only)", &env_names)
             .field("cache_dir", &self.cache_dir)
             .field("runtime_config", &self.runtime_config)
+            .field("metrics_listen", &self.metrics_listen)
             .finish()
     }
 }
@@ -106,6 +112,8 @@ impl std::fmt::Debug for HostConfig {
 pub struct RunningHost {
     /// The address actually bound.
     pub addr: SocketAddr,
+    /// The address `GET /metrics` is served on, when one was asked for.
+    pub metrics_addr: Option<SocketAddr>,
     routes: Vec<(String, String)>,
     shutdown: watch::Sender<()>,
     server: tokio::task::JoinHandle<()>,
@@ -171,16 +179,37 @@ impl RunningHost {
             .routes()
             .map(|(r, c)| (r.to_owned(), c.to_owned()))
             .collect();
+        let request_metrics = Arc::new(metrics::RequestMetrics::new(
+            &manifest.name,
+            components.keys().map(String::as_str),
+        ));
+        let (shutdown, shutdown_rx) = watch::channel(());
+        let metrics_addr = match config.metrics_listen {
+            Some(listen) => {
+                let listener = tokio::net::TcpListener::bind(listen)
+                    .await
+                    .with_context(|| format!("cannot serve metrics on {listen}"))?;
+                let bound = listener.local_addr()?;
+                tokio::spawn(metrics::serve(
+                    listener,
+                    request_metrics.clone(),
+                    shutdown_rx.clone(),
+                ));
+                Some(bound)
+            }
+            None => None,
+        };
         let app = Arc::new(server::App {
             router,
             components,
             body_idle_timeout: config.body_idle_timeout,
+            request_metrics,
         });
-        let (shutdown, shutdown_rx) = watch::channel(());
         let server = tokio::spawn(server::serve(listener, app, shutdown_rx));
         tracing::info!(app = %manifest.name, %addr, "host started");
         Ok(RunningHost {
             addr,
+            metrics_addr,
             routes,
             shutdown,
             server,

@@ -9,19 +9,23 @@ use xtream_host::{HostConfig, RunningHost, RuntimeConfig};
 const USAGE: &str = "\
 usage: xtream-host [--manifest spin.toml] [--listen 127.0.0.1:3000] [--cache-dir DIR]
                    [--runtime-config-file runtime-config.toml]
+                   [--metrics-listen 127.0.0.1:9091]
 
 Serves the Spin application described by the manifest. Application variables
 come from SPIN_VARIABLE_<NAME> environment variables; RUST_LOG sets the log
 level (default: info). --runtime-config-file reads Spin's runtime
 configuration file, as `spin up --runtime-config-file` does; the host
 implements its [outbound_http] table (connection_pooling,
-max_concurrent_requests) and refuses any other.";
+max_concurrent_requests) and refuses any other. --metrics-listen serves
+GET /metrics there: Spin's request counter, spin_request_count_total, as
+Prometheus stores what Spin pushes over OTLP.";
 
 struct Args {
     manifest: PathBuf,
     listen: SocketAddr,
     cache_dir: Option<PathBuf>,
     runtime_config: Option<PathBuf>,
+    metrics_listen: Option<SocketAddr>,
 }
 
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>> {
@@ -30,6 +34,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>> {
         listen: SocketAddr::from(([127, 0, 0, 1], 3000)),
         cache_dir: None,
         runtime_config: None,
+        metrics_listen: None,
     };
     while let Some(arg) = args.next() {
         // Accept both `--flag value` and `--flag=value`.
@@ -53,6 +58,11 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>> {
             }
             "--cache-dir" => parsed.cache_dir = Some(value.into()),
             "--runtime-config-file" => parsed.runtime_config = Some(value.into()),
+            "--metrics-listen" => {
+                parsed.metrics_listen = Some(value.parse().with_context(|| {
+                    format!("--metrics-listen: `{value}` is not an address like 127.0.0.1:9091")
+                })?)
+            }
             other => bail!("unknown argument `{other}`\n\n{USAGE}"),
         }
     }
@@ -89,10 +99,14 @@ async fn main() -> Result<()> {
         cache_dir: args.cache_dir,
         body_idle_timeout: xtream_host::DEFAULT_BODY_IDLE_TIMEOUT,
         runtime_config,
+        metrics_listen: args.metrics_listen,
     })
     .await?;
 
     println!("Serving http://{}", host.addr);
+    if let Some(metrics) = host.metrics_addr {
+        println!("Metrics: http://{metrics}/metrics");
+    }
     println!("Available Routes:");
     for (route, component) in host.routes() {
         let (path, wildcard) = match route.strip_suffix("/...") {
@@ -150,10 +164,13 @@ mod tests {
             "/c",
             "--runtime-config-file",
             "rc.toml",
+            "--metrics-listen=127.0.0.1:9091",
         ])
         .unwrap()
         .unwrap();
         assert_eq!(a.runtime_config, Some(PathBuf::from("rc.toml")));
+        assert_eq!(a.metrics_listen, Some("127.0.0.1:9091".parse().unwrap()));
+        assert!(parse(&["--metrics-listen", "9091"]).is_err());
         assert_eq!(a.manifest, PathBuf::from("x/spin.toml"));
         assert_eq!(a.listen.port(), 80);
         assert_eq!(a.cache_dir, Some(PathBuf::from("/c")));

@@ -30,6 +30,7 @@ pub(crate) struct App {
     pub(crate) router: Router,
     pub(crate) components: HashMap<String, Arc<AppComponent>>,
     pub(crate) body_idle_timeout: Duration,
+    pub(crate) request_metrics: Arc<crate::metrics::RequestMetrics>,
 }
 
 /// Accepts connections until `shutdown` changes (or its sender is dropped),
@@ -123,6 +124,8 @@ impl App {
                 "route leads to a missing component",
             );
         };
+        // Counted where Spin counts it: routed, before the component runs.
+        self.request_metrics.count_request(&route.component);
         add_spin_headers(&mut request, &route, peer, local);
         let request = request.map(|body| IdleTimeout::new(body, self.body_idle_timeout));
         tracing::debug!(method = %request.method(), uri = %request.uri(), component = %route.component, "request");

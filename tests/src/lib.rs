@@ -13,6 +13,8 @@
 //!   the local Kafka bridge, `xtream-kafka-bridge`.
 //! - [`bridge_contract`]: Strimzi's bridge API document, and the proxy that
 //!   checks the local bridge's every answer against it.
+//! - [`Prometheus`]: a real Prometheus with the local configuration and the
+//!   cluster's alerting rules; [`monitoring`] reads the dashboards' queries.
 //! - [`cli`]: the real `xtream` CLI binary, run as a child process.
 //! - [`report`]: the machine a report was measured on, and its section
 //!   written into a Markdown file.
@@ -25,8 +27,10 @@ pub mod cli;
 pub mod clips;
 pub mod garage;
 pub mod kafka;
+pub mod monitoring;
 pub mod platform;
 pub mod postgres;
+pub mod prometheus;
 pub mod report;
 pub mod s3;
 pub mod stack;
@@ -36,6 +40,7 @@ pub use garage::Garage;
 pub use kafka::Tansu;
 pub use platform::Platform;
 pub use postgres::Postgres;
+pub use prometheus::Prometheus;
 pub use s3::Bucket;
 pub use stack::Stack;
 pub use worker::Worker;

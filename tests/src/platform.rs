@@ -194,6 +194,7 @@ impl Platform {
             runtime_config: xtream_host::RuntimeConfig::load(
                 &crate::workspace_root().join(RUNTIME_CONFIG),
             )?,
+            metrics_listen: Some("127.0.0.1:0".parse().expect("literal address")),
         };
         let host = {
             let mut warmed = WARMING.lock().await;
@@ -216,6 +217,13 @@ impl Platform {
     /// `Authorization: Bearer <api key>`, for requests built elsewhere.
     pub fn authorization(&self) -> (&'static str, String) {
         ("authorization", format!("Bearer {}", self.api_key))
+    }
+
+    /// `http://ADDR/metrics` of the embedded host (Spin's request counter);
+    /// `None` under `spin up`, which pushes its metrics over OTLP instead.
+    pub fn metrics_url(&self) -> Option<String> {
+        let addr = self.host.as_ref()?.metrics_addr?;
+        Some(format!("http://{addr}/metrics"))
     }
 
     /// The URL of `path` on the platform.

@@ -28,6 +28,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
+use xtream_tests::monitoring::{
+    UPSTREAM_METRICS, dashboard_files, dashboards, metric_names, panels, queries,
+};
 
 const MONITORING: &str = "k8s/base/monitoring";
 
@@ -544,61 +547,6 @@ fn the_worker_still_logs_the_fields_the_parsers_read() {
 // ---------------------------------------------------------------------------
 // Dashboards
 
-fn dashboard_files() -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(monitoring("grafana/dashboards"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.sort();
-    files
-}
-
-fn dashboards() -> Vec<(String, Value)> {
-    dashboard_files()
-        .into_iter()
-        .map(|p| {
-            let file = p.file_name().unwrap().to_string_lossy().into_owned();
-            let text = read(&p);
-            let v: Value = serde_json::from_str(&text)
-                .unwrap_or_else(|e| panic!("{file}: not valid JSON: {e}"));
-            (file, v)
-        })
-        .collect()
-}
-
-/// Every panel of a dashboard, rows' nested panels included.
-fn panels(dashboard: &Value) -> Vec<&Value> {
-    let mut out = Vec::new();
-    for p in items(dashboard, "/panels") {
-        out.push(p);
-        out.extend(items(p, "/panels"));
-    }
-    out
-}
-
-/// (dashboard file, panel title, datasource type, expression) of every query.
-fn queries(dashboards: &[(String, Value)]) -> Vec<(String, String, String, String)> {
-    let mut out = Vec::new();
-    for (file, d) in dashboards {
-        for p in panels(d) {
-            for t in items(p, "/targets") {
-                let ds = t
-                    .pointer("/datasource/type")
-                    .or_else(|| p.pointer("/datasource/type"))
-                    .and_then(Value::as_str)
-                    .unwrap_or("");
-                out.push((
-                    file.clone(),
-                    s(p, "/title").to_owned(),
-                    ds.to_owned(),
-                    s(t, "/expr").to_owned(),
-                ));
-            }
-        }
-    }
-    out
-}
-
 pub(crate) fn dashboard_violations(dashboards: &[(String, Value)]) -> Vec<String> {
     let sources = yaml_file(&monitoring("grafana/datasources.yaml"));
     let known: BTreeMap<&str, &str> = items(&sources, "/datasources")
@@ -808,57 +756,6 @@ fn a_broken_expression_is_caught() {
     );
 }
 
-/// Metric names of the exporters upstream documents, each with its source.
-/// A name outside these lists and the worker's own is an invented one.
-const UPSTREAM_METRICS: &[(&str, &[&str])] = &[
-    // Prometheus itself: the health of each scrape.
-    ("Prometheus", &["up"]),
-    // Spin's HTTP trigger counts `spin.request_count` (attributes
-    // trigger_type, app_id, component_id); Prometheus' OTLP receiver turns
-    // it into this name (dots to underscores, `_total` on a monotonic sum).
-    ("Spin (OTLP)", &["spin_request_count_total"]),
-    // node_exporter's cpu, meminfo, filesystem, loadavg and diskstats
-    // collectors.
-    (
-        "node-exporter",
-        &[
-            "node_cpu_seconds_total",
-            "node_memory_MemAvailable_bytes",
-            "node_memory_MemTotal_bytes",
-            "node_filesystem_avail_bytes",
-            "node_filesystem_size_bytes",
-            "node_filesystem_readonly",
-            "node_load1",
-            "node_load5",
-            "node_disk_read_bytes_total",
-            "node_disk_written_bytes_total",
-        ],
-    ),
-    // kafka_exporter (danielqsj/kafka_exporter), which Strimzi runs.
-    (
-        "Kafka Exporter",
-        &[
-            "kafka_brokers",
-            "kafka_consumergroup_lag",
-            "kafka_consumergroup_current_offset",
-            "kafka_consumergroup_members",
-            "kafka_topic_partition_current_offset",
-            "kafka_topic_partition_under_replicated_partition",
-        ],
-    ),
-    // kube-state-metrics' pod and deployment metrics.
-    (
-        "kube-state-metrics",
-        &[
-            "kube_pod_status_ready",
-            "kube_pod_status_phase",
-            "kube_pod_container_status_restarts_total",
-            "kube_deployment_spec_replicas",
-            "kube_deployment_status_replicas_available",
-        ],
-    ),
-];
-
 /// The worker's metric names, read from its source, with a histogram's
 /// series.
 fn worker_metrics() -> BTreeSet<String> {
@@ -882,44 +779,6 @@ fn worker_metrics() -> BTreeSet<String> {
                 format!("{n}_count"),
             ]
         })
-        .collect()
-}
-
-const PROMQL_WORDS: &[&str] = &[
-    "by",
-    "without",
-    "on",
-    "ignoring",
-    "group_left",
-    "group_right",
-    "and",
-    "or",
-    "unless",
-    "bool",
-    "offset",
-    "inf",
-    "nan",
-];
-
-/// The metric names an expression selects: identifiers that are neither
-/// functions, keywords, label names nor inside strings or ranges.
-fn metric_names(expr: &str) -> BTreeSet<String> {
-    let strings = Regex::new(r#""(?:[^"\\]|\\.)*""#).unwrap();
-    let matchers = Regex::new(r"\{[^}]*\}").unwrap();
-    let ranges = Regex::new(r"\[[^\]]*\]").unwrap();
-    let groupings =
-        Regex::new(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)").unwrap();
-    let ident = Regex::new(r"[A-Za-z_:][A-Za-z0-9_:]*(\s*\()?").unwrap();
-    let mut e = strings.replace_all(expr, "\"\"").into_owned();
-    e = matchers.replace_all(&e, " ").into_owned();
-    e = ranges.replace_all(&e, " ").into_owned();
-    e = groupings.replace_all(&e, " ").into_owned();
-    ident
-        .captures_iter(&e)
-        .filter(|c| c.get(1).is_none()) // a function call
-        .map(|c| c[0].trim().to_owned())
-        .filter(|w| !PROMQL_WORDS.contains(&w.to_lowercase().as_str()))
-        .filter(|w| !w.chars().next().unwrap().is_ascii_digit())
         .collect()
 }
 
@@ -1071,6 +930,36 @@ fn promtool_accepts_the_prometheus_configuration() {
             );
         }
     }
+}
+
+#[test]
+fn promtool_accepts_the_local_configuration_with_the_clusters_rules() {
+    // As `./x up` and tests/tests/observability.rs lay it out.
+    let dir = tempfile::tempdir().unwrap();
+    xtream_tests::prometheus::run_directory(
+        dir.path(),
+        &[
+            ("xtream-worker", "127.0.0.1:9090".into()),
+            ("xtream-functions", "127.0.0.1:9091".into()),
+            ("prometheus", "127.0.0.1:9095".into()),
+        ],
+    )
+    .unwrap();
+    let path = dir.path().join("prometheus.yml");
+    let (ok, text) = promtool(&["check", "config", path.to_str().unwrap()]);
+    assert!(ok, "promtool check config:\n{text}");
+    assert!(text.contains("SUCCESS: 1 rule files found"), "{text}");
+    // The worker's job has the cluster's name, so its alerts apply here.
+    let local = yaml_file(&repo_root().join(xtream_tests::prometheus::LOCAL_CONFIG));
+    let cluster = yaml_file(&monitoring("prometheus.yml"));
+    let jobs = |config: &Value| -> BTreeSet<String> {
+        items(config, "/scrape_configs")
+            .iter()
+            .map(|j| s(j, "/job_name").to_owned())
+            .collect()
+    };
+    assert!(jobs(&cluster).contains("xtream-worker"));
+    assert!(jobs(&local).contains("xtream-worker"));
 }
 
 /// The rule files prometheus.yml loads (relative to it).
