@@ -5,7 +5,7 @@
 //! xtream list [--limit N] [--all]  videos, newest first
 //! xtream show ID                   one video
 //! xtream delete ID                 remove a video and everything stored for it
-//! xtream watch ID                  print the video's playback (HLS) URL
+//! xtream watch ID                  print the video's playback (HLS) URL, once playable
 //! ```
 //!
 //! `--server`/`XTREAM_SERVER`, `--api-key`/`XTREAM_API_KEY`, `--json` for
@@ -98,7 +98,8 @@ enum Command {
         /// The video's id.
         id: String,
     },
-    /// Print the video's playback URL (HLS master playlist).
+    /// Print the video's playback URL (HLS master playlist), as soon as it
+    /// is playable (possibly while it still transcodes).
     Watch {
         /// The video's id.
         id: String,
@@ -235,16 +236,27 @@ async fn run(cli: Cli) -> Result<i32, CliError> {
                     status: 409,
                     code: "not_ready".into(),
                     message: format!(
-                        "video {id} is {}; it can be played once it is ready",
+                        "video {id} is {}; it can be played once it is ready, or sooner, once \
+                         its first segments are transcoded",
                         record.status.as_str()
                     ),
                 });
             };
             let url = format!("{}{hls}", api.base());
+            let ready = record.status == VideoStatus::Ready;
             if json {
-                println!("{}", serde_json::json!({"id": id, "hls": url}));
+                println!(
+                    "{}",
+                    serde_json::json!({"id": id, "hls": url, "playable": true, "ready": ready})
+                );
             } else {
                 println!("{url}");
+                if !ready {
+                    // On stderr: stdout stays the URL alone, for scripts.
+                    eprintln!(
+                        "still transcoding: playable from the start, and its playlists grow until it is ready"
+                    );
+                }
             }
             Ok(0)
         }
@@ -271,7 +283,16 @@ async fn follow(
     bar.enable_steady_tick(Duration::from_millis(120));
     let deadline = Instant::now() + timeout;
     while !matches!(video.status, VideoStatus::Ready | VideoStatus::Failed) {
-        bar.set_message(format!("video {}: {}", video.id, video.status.as_str()));
+        let playable = if video.is_playable() {
+            " (playable now)"
+        } else {
+            ""
+        };
+        bar.set_message(format!(
+            "video {}: {}{playable}",
+            video.id,
+            video.status.as_str()
+        ));
         if Instant::now() > deadline {
             bar.finish_and_clear();
             return Err(CliError::Transport(format!(

@@ -1,5 +1,8 @@
 //! One transcoding job: from a `video.uploaded` event to a `ready` (or
 //! `failed`) record, renditions in the bucket and an outcome on Kafka.
+//! The renditions are published while ffmpeg writes them
+//! ([`HlsPublisher`]): the record turns `playable` (still `transcoding`)
+//! with the first segment of every rendition, long before it is `ready`.
 //!
 //! A job is safe to run again for the same video at any point: outputs go
 //! to fixed keys (a re-run overwrites them, and stale keys from an earlier
@@ -18,11 +21,10 @@ use crate::db::{DbError, Metadata, Transition};
 use crate::kafka::{self, PublishError};
 use crate::media::{self, MediaError, MediaInfo};
 use crate::metrics::Metrics;
+use crate::publish::HlsPublisher;
 use crate::run::stopped;
 use crate::storage::{Storage, StorageError};
-use futures::{StreamExt, TryStreamExt};
 use jiff::Timestamp;
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -30,11 +32,16 @@ use tokio::sync::watch;
 use xtream_core::events::{VideoOutcome, VideoUploaded};
 use xtream_core::ladder::RenditionLadder;
 use xtream_core::record::IllegalTransition;
+use xtream_core::storyboard::Storyboard;
 use xtream_core::{VideoId, VideoRecord, VideoStatus, keys};
 
 /// Uploads of one job in flight at once: enough to hide request latency,
 /// few enough not to starve other traffic.
-const PARALLEL_UPLOADS: usize = 4;
+pub const PARALLEL_UPLOADS: usize = 4;
+/// How often a running transcode's new segments and playlists are
+/// published: well under a segment's length, so a player waits little for
+/// the next one, and only a few reads of small files each time.
+const PUBLISH_EVERY: Duration = Duration::from_millis(500);
 /// Longest wait between two attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// Header of dead-letter records that says why the event was given up on.
@@ -220,6 +227,7 @@ pub fn content_type_of(path: &Path) -> &'static str {
         Some("ts") => "video/mp2t",
         Some("m4s" | "mp4") => "video/mp4",
         Some("jpg") => "image/jpeg",
+        Some("vtt") => "text/vtt; charset=utf-8",
         _ => "application/octet-stream",
     }
 }
@@ -413,7 +421,7 @@ impl Transcoder {
             ))
         })?;
 
-        let mut record = self.advance(record, VideoStatus::Transcoding).await?;
+        let record = self.advance(record, VideoStatus::Transcoding).await?;
         let hls = scratch.path().join("hls");
         for rung in &ladder.rungs {
             tokio::fs::create_dir_all(hls.join(&rung.name))
@@ -427,9 +435,56 @@ impl Transcoder {
         let encode_started = clock.elapsed();
         let thumbnail_args = media::thumbnail_args(&original, &poster, &media);
         let ladder_args = media::ladder_args(&original, &hls, &ladder, &media, &self.x264_preset);
-        tokio::try_join!(
-            media::run_ffmpeg(&thumbnail_args, timeout),
-            media::run_ffmpeg(&ladder_args, timeout),
+        // The storyboard too: a decode at tile size, cheap beside the
+        // ladder's encoders, and done by the time they are.
+        let storyboard = Storyboard::plan(media.duration_seconds, media.width, media.height);
+        let sprite = scratch.path().join(xtream_core::storyboard::SPRITE_NAME);
+        let make_storyboard = async {
+            match &storyboard {
+                Some(board) => {
+                    let args = media::storyboard_args(&original, &sprite, board);
+                    media::run_ffmpeg(&args, timeout).await
+                }
+                None => Ok(()),
+            }
+        };
+        // The ladder, published while ffmpeg writes it: the video becomes
+        // playable with the first segment of every rendition.
+        let encode_and_publish = async {
+            let mut publisher = HlsPublisher::new(&self.storage, id, &hls, &ladder);
+            let encode = media::run_ffmpeg(&ladder_args, timeout);
+            tokio::pin!(encode);
+            let mut tick = tokio::time::interval(PUBLISH_EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut record = record;
+            loop {
+                tokio::select! {
+                    ended = &mut encode => {
+                        ended?;
+                        break;
+                    }
+                    _ = tick.tick() => {
+                        if publisher.publish().await? && !record.playable {
+                            record_media(&mut record, &media, &ladder);
+                            record.playable = true;
+                            // Compare-and-set like every move: a video
+                            // deleted meanwhile ends the job here.
+                            record = self.advance(record, VideoStatus::Transcoding).await?;
+                            self.metrics
+                                .time_to_playable
+                                .observe(clock.elapsed().as_secs_f64());
+                            tracing::info!(video = %id, after = ?clock.elapsed(), "playable");
+                        }
+                    }
+                }
+            }
+            publisher.finish().await?;
+            Ok::<_, JobError>(record)
+        };
+        let (_, mut record, ()) = tokio::try_join!(
+            async { Ok(media::run_ffmpeg(&thumbnail_args, timeout).await?) },
+            encode_and_publish,
+            async { Ok(make_storyboard.await?) },
         )?;
 
         let encoded = clock.elapsed();
@@ -438,9 +493,20 @@ impl Transcoder {
             let stored = self.storage.upload_file(&poster, &poster_key, "image/jpeg");
             stored.await.map_err(JobError::from)
         };
-        tokio::try_join!(self.store_renditions(id, &hls, &ladder), store_poster)?;
+        let store_storyboard = async {
+            match &storyboard {
+                Some(board) => {
+                    self.store_storyboard(id, board, &sprite, scratch.path())
+                        .await
+                }
+                None => Ok(()),
+            }
+        };
+        tokio::try_join!(store_poster, store_storyboard)?;
 
         record_media(&mut record, &media, &ladder);
+        record.thumbnail = Some(poster_key);
+        record.storyboard = storyboard.map(|_| keys::storyboard_index(id));
         let record = self.advance(record, VideoStatus::Ready).await?;
         self.announce(&ready_outcome(&record))
             .await
@@ -457,51 +523,29 @@ impl Transcoder {
         Ok(JobEnd::Ready)
     }
 
-    /// Uploads the HLS tree (variant playlists and segments first, the
-    /// master playlist last, so a visible master always points at complete
-    /// renditions), then deletes keys under `hls/` that this run did not
-    /// write, left by an earlier run with different settings.
-    async fn store_renditions(
+    /// Uploads the storyboard: the sprite first, then the index that
+    /// points into it, so a visible index never names a missing sprite.
+    async fn store_storyboard(
         &self,
         id: VideoId,
-        hls: &Path,
-        ladder: &RenditionLadder,
+        board: &Storyboard,
+        sprite: &Path,
+        scratch: &Path,
     ) -> Result<(), JobError> {
-        let prefix = keys::hls_prefix(id);
-        let mut files = Vec::new();
-        for rung in &ladder.rungs {
-            let mut entries = tokio::fs::read_dir(hls.join(&rung.name))
-                .await
-                .map_err(JobError::Scratch)?;
-            while let Some(entry) = entries.next_entry().await.map_err(JobError::Scratch)? {
-                let name = entry.file_name().to_string_lossy().into_owned();
-                files.push((entry.path(), format!("{prefix}{}/{name}", rung.name)));
-            }
-        }
-        // Segments before their playlist.
-        files.sort_by_key(|(path, _)| content_type_of(path) == "application/vnd.apple.mpegurl");
-        let written: BTreeSet<String> = files.iter().map(|(_, key)| key.clone()).collect();
-        futures::stream::iter(files.into_iter().map(|(path, key)| async move {
-            self.storage
-                .upload_file(&path, &key, content_type_of(&path))
-                .await
-        }))
-        .buffer_unordered(PARALLEL_UPLOADS)
-        .try_collect::<Vec<()>>()
-        .await?;
-        let master = keys::hls_master(id);
+        let index = scratch.join("storyboard.vtt");
+        tokio::fs::write(&index, board.vtt())
+            .await
+            .map_err(JobError::Scratch)?;
         self.storage
             .upload_file(
-                &hls.join("master.m3u8"),
-                &master,
-                "application/vnd.apple.mpegurl",
+                sprite,
+                &keys::storyboard_sprite(id),
+                content_type_of(sprite),
             )
             .await?;
-        for stale in self.storage.list(&prefix).await? {
-            if stale != master && !written.contains(&stale) {
-                self.storage.delete(&stale).await?;
-            }
-        }
+        self.storage
+            .upload_file(&index, &keys::storyboard_index(id), content_type_of(&index))
+            .await?;
         Ok(())
     }
 
@@ -670,7 +714,8 @@ impl Drop for RunningJob<'_> {
     }
 }
 
-/// Copies what the probe and the ladder tell into the record.
+/// Copies what the probe and the ladder tell into the record (the poster
+/// and the storyboard are added once they are stored).
 pub fn record_media(record: &mut VideoRecord, media: &MediaInfo, ladder: &RenditionLadder) {
     record.duration_seconds = Some(media.duration_seconds);
     record.width = Some(media.width);
@@ -679,7 +724,6 @@ pub fn record_media(record: &mut VideoRecord, media: &MediaInfo, ladder: &Rendit
     record.audio_codec = media.audio_codec.clone();
     record.renditions = ladder.renditions(media.audio_codec.is_some());
     record.hls_master = Some(keys::hls_master(record.id));
-    record.thumbnail = Some(keys::thumbnail(record.id));
 }
 
 /// The `video.ready` outcome of a ready record.
@@ -815,6 +859,10 @@ mod tests {
         );
         assert_eq!(content_type_of(Path::new("a/segment_000.ts")), "video/mp2t");
         assert_eq!(content_type_of(Path::new("thumbnail.jpg")), "image/jpeg");
+        assert_eq!(
+            content_type_of(Path::new("storyboard.vtt")),
+            "text/vtt; charset=utf-8"
+        );
     }
 
     #[test]

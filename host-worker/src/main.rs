@@ -17,6 +17,7 @@ mod media;
 mod metrics;
 mod migrate;
 mod offsets;
+mod publish;
 mod relay;
 mod run;
 mod storage;

@@ -15,6 +15,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 use xtream_core::ladder::{AUDIO_KBPS, RenditionLadder, Rung};
+use xtream_core::storyboard::Storyboard;
 
 /// Target segment length. Four seconds keeps start-up fast and playlists
 /// short.
@@ -341,10 +342,15 @@ pub fn ladder_args(
         "hls",
         "-hls_time",
         &SEGMENT_SECONDS.to_string(),
+        // EVENT: ffmpeg rewrites each playlist as every segment completes,
+        // so the worker can publish them while it runs, and ends them with
+        // ENDLIST; temp_file writes segments and playlists under a
+        // temporary name and renames them complete, so what the worker
+        // reads is never half-written.
         "-hls_playlist_type",
-        "vod",
+        "event",
         "-hls_flags",
-        "independent_segments",
+        "independent_segments+temp_file",
         "-hls_segment_type",
         "mpegts",
         "-hls_segment_filename",
@@ -360,7 +366,7 @@ pub fn ladder_args(
 
 /// One rung alone, encoded exactly as in [`ladder_args`] but in a pass of
 /// its own (decoding the source again): what the one-pass ladder saves is
-/// measured against this (`host-worker/bench.sh`).
+/// measured against this (`./x bench`, xtask/src/bench.rs).
 pub fn rung_args(
     input: &Path,
     out_dir: &Path,
@@ -398,6 +404,32 @@ pub fn thumbnail_args(input: &Path, output: &Path, media: &MediaInfo) -> Vec<Str
         "-update",
         "1",
     ]));
+    args.push(path(output));
+    args
+}
+
+/// The ffmpeg command that writes a storyboard sprite: one frame every
+/// `board.interval_ms` from the start (the `fps` filter picks the frame
+/// nearest each instant), scaled to a tile and laid out in exactly the grid
+/// `board` describes, so the cues of [`Storyboard::vtt`] match it.
+///
+/// The picture often ends before the file does (audio runs on a little):
+/// the cues still reach the end, so the last frame is repeated (`tpad`) to
+/// fill the tiles that would otherwise stay black.
+pub fn storyboard_args(input: &Path, output: &Path, board: &Storyboard) -> Vec<String> {
+    let filter = format!(
+        "fps={},scale={}:{},setsar=1,tpad=stop_mode=clone:stop={},tile={}x{}",
+        board.frame_rate(),
+        board.tile_width,
+        board.tile_height,
+        board.tiles,
+        board.columns,
+        board.rows
+    );
+    let mut args = strings(&["-hide_banner", "-nostdin", "-y", "-loglevel", "error"]);
+    args.extend(input_args(input));
+    args.extend(["-an".into(), "-vf".into(), filter]);
+    args.extend(strings(&["-frames:v", "1", "-q:v", "4", "-update", "1"]));
     args.push(path(output));
     args
 }
@@ -591,6 +623,11 @@ mod tests {
             probe_args(input),
             ladder_args(input, Path::new("/out"), &ladder, &media, "veryfast"),
             thumbnail_args(input, Path::new("/out/poster.jpg"), &media),
+            storyboard_args(
+                input,
+                Path::new("/out/storyboard.jpg"),
+                &Storyboard::plan(5.0, 1280, 720).unwrap(),
+            ),
         ] {
             let at = args.iter().position(|a| a == "-i").expect("an input");
             assert_eq!(args[at + 1], "/work/job/original");
@@ -752,6 +789,20 @@ mod tests {
             ),
             "0.250"
         );
+    }
+
+    #[test]
+    fn the_storyboard_sprite_is_the_planned_grid() {
+        let board = Storyboard::plan(95.0, 1280, 720).unwrap();
+        let args = storyboard_args(Path::new("in"), Path::new("sprite.jpg"), &board);
+        assert_eq!(
+            value_after(&args, "-vf"),
+            "fps=1000/1000,scale=160:90,setsar=1,tpad=stop_mode=clone:stop=95,tile=10x10"
+        );
+        // One picture: the whole grid.
+        assert_eq!(value_after(&args, "-frames:v"), "1");
+        assert!(args.contains(&"-an".to_owned()));
+        assert_eq!(args.last().unwrap(), "sprite.jpg");
     }
 
     #[test]

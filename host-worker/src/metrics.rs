@@ -34,6 +34,9 @@ pub struct Metrics {
     pub job_retries: IntCounter,
     /// Wall time of a job, from taking the event to the record written.
     pub job_duration: Histogram,
+    /// From taking the event to the video playable (the first segment of
+    /// every rendition published), while it still transcodes.
+    pub time_to_playable: Histogram,
     /// Jobs running now.
     pub jobs_running: IntGauge,
     /// Per partition: high watermark minus committed offset.
@@ -106,6 +109,17 @@ impl Metrics {
         registry
             .register(Box::new(job_duration.clone()))
             .expect("unique metric");
+        let time_to_playable = Histogram::with_opts(
+            HistogramOpts::new(
+                "xtream_worker_time_to_playable_seconds",
+                "From taking the event to the video playable (first segment of every rendition published).",
+            )
+            .buckets(vec![0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0]),
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(time_to_playable.clone()))
+            .expect("unique metric");
         let jobs_running =
             IntGauge::new("xtream_worker_jobs_running", "Jobs running now.").expect("valid metric");
         registry
@@ -143,6 +157,7 @@ impl Metrics {
             dead_letters,
             job_retries,
             job_duration,
+            time_to_playable,
             jobs_running,
             consumer_lag,
             relayed,

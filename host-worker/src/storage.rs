@@ -208,6 +208,17 @@ impl Storage {
         self.put_content(key, from, content_type).await
     }
 
+    /// Stores `text` at `key`: a playlist exactly as it was read, even if
+    /// ffmpeg replaces the file meanwhile.
+    pub async fn upload_text(
+        &self,
+        text: String,
+        key: &str,
+        content_type: &str,
+    ) -> Result<(), StorageError> {
+        self.put_content(key, text, content_type).await
+    }
+
     /// Stores a file at `key`; minio streams it in parts.
     async fn put_content(
         &self,

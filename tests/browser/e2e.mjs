@@ -2,14 +2,18 @@
 // playwright-core: upload a clip through the page (progress bar), wait for
 // it to become ready in the list, open the player, play it, switch quality,
 // and check that playback advances and that more than one rendition's
-// playlist was loaded. Saves screenshots of the library and the player.
+// playlist was loaded; then hover the seek bar and check that the
+// storyboard's preview shows. With XTREAM_LONG_CLIP, upload that clip too
+// and open it at once: it must start playing from the beginning while it
+// still transcodes, and play on to its real end. Saves screenshots of the
+// library, the player and the preview.
 //
-// Usage: node tests/browser/e2e.mjs BASE_URL CLIP [ARTIFACT_DIR]
+// Usage: [XTREAM_LONG_CLIP=FILE] node tests/browser/e2e.mjs BASE_URL CLIP [ARTIFACT_DIR]
 // Run by tests/tests/browser.rs against the whole stack; exits non-zero with
 // the reason and the browser's console on failure.
 
 import { chromium } from 'playwright-core';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 
@@ -61,6 +65,7 @@ const shot = (name) => page.screenshot({ path: join(artifacts, name), fullPage: 
 
 try {
   await run();
+  if (process.env.XTREAM_LONG_CLIP) await playWhileTranscoding(process.env.XTREAM_LONG_CLIP);
   say('passed; screenshots in', resolve(artifacts));
 } catch (error) {
   console.error('[e2e] FAILED:', error.stack || error);
@@ -184,8 +189,82 @@ async function run() {
   await page.evaluate(() => document.querySelector('#player').pause());
   await shot('player.png');
 
+  // Hovering the seek bar previews that moment: the storyboard's tile,
+  // cut from its sprite. The index loads on its own, so hover until the
+  // picture shows.
+  const seekBar = page.locator('#seek-bar');
+  const bar = await seekBar.boundingBox();
+  if (!bar) throw new Error('the player has no seek bar');
+  let picture = null;
+  for (let attempt = 0; attempt < 50; attempt += 1) {
+    await page.mouse.move(bar.x + bar.width * (0.7 + (attempt % 2) * 0.01), bar.y + bar.height / 2);
+    picture = await page.locator('#seek-picture').evaluate((element) => ({
+      shown: !element.hidden && !element.closest('#seek-preview').hidden,
+      image: element.style.backgroundImage,
+      position: element.style.backgroundPosition,
+      width: element.getBoundingClientRect().width,
+    }));
+    if (picture.shown && picture.image) break;
+    await page.waitForTimeout(200);
+  }
+  if (!picture.shown || !picture.image.includes('/storyboard.jpg') || picture.width <= 0) {
+    throw new Error(`no storyboard preview over the seek bar: ${JSON.stringify(picture)}`);
+  }
+  const sprite = await page.evaluate(
+    (url) => fetch(url).then((response) => `${response.status} ${response.headers.get('content-type')}`),
+    /url\("?([^")]+)"?\)/.exec(picture.image)[1],
+  );
+  if (sprite !== '200 image/jpeg') throw new Error(`the preview's sprite answered ${sprite}`);
+  say(`preview over the seek bar: ${picture.image} at ${picture.position}`);
+  await shot('preview.png');
+
   const csp = browserLog.filter((line) => line.includes('Content Security Policy'));
   if (pageErrors.length || csp.length) throw new Error(`the page reported errors: ${[...pageErrors, ...csp]}`);
+}
+
+/**
+ * A longer clip, opened as soon as it is uploaded: the player starts while
+ * the worker still transcodes it (playlists growing), from the beginning,
+ * and plays on to the video's real end.
+ */
+async function playWhileTranscoding(longClip) {
+  const uploaded = await fetch(`${base}/api/videos?filename=long.mp4&title=Still%20transcoding`, {
+    method: 'POST',
+    headers: { 'content-type': 'video/mp4', authorization: `Bearer ${process.env.XTREAM_API_KEY}` },
+    body: readFileSync(longClip),
+  });
+  if (uploaded.status !== 201) throw new Error(`upload answered ${uploaded.status}: ${await uploaded.text()}`);
+  const { id } = await uploaded.json();
+  await page.goto(`${base}/#/watch/${id}`);
+  await page.waitForFunction(
+    () => document.querySelector('#watch-status').textContent.startsWith('Playable while it transcodes'),
+    null,
+    { timeout: READY_TIMEOUT_MS, polling: 100 },
+  );
+  // Muted, and fast, so the test does not take the clip's length.
+  await page.evaluate(() => {
+    const video = document.querySelector('#player');
+    video.muted = true;
+    video.playbackRate = 4;
+    return video.play();
+  });
+  await waitForTime(0.5);
+  const early = await (await fetch(`${base}/api/videos/${id}`)).json();
+  const startedAt = await page.evaluate(() => document.querySelector('#player').currentTime);
+  if (early.status !== 'transcoding') throw new Error(`playback began only once the video was ${early.status}`);
+  if (startedAt > 5) throw new Error(`playback began at ${startedAt} s, not at the start`);
+  say(`playing at ${startedAt.toFixed(1)} s while the video is still ${early.status}`);
+
+  await page.waitForFunction(() => document.querySelector('#player').ended, null, {
+    timeout: READY_TIMEOUT_MS,
+    polling: 250,
+  });
+  const video = await (await fetch(`${base}/api/videos/${id}`)).json();
+  const endedAt = await page.evaluate(() => document.querySelector('#player').currentTime);
+  if (Math.abs(endedAt - video.duration_seconds) > 0.5) {
+    throw new Error(`playback ended at ${endedAt} s of ${video.duration_seconds} s (${video.status})`);
+  }
+  say(`played to the end: ${endedAt.toFixed(2)} s of ${video.duration_seconds} s, now ${video.status}`);
 }
 
 /** Waits until the video has played past `seconds` (or to its end). */

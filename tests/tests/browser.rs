@@ -2,6 +2,8 @@
 //! broker (tansu), the bridge, the transcoding worker and the platform. The
 //! browser part is `tests/browser/e2e.mjs` (playwright-core driving Debian's
 //! Chromium); this test starts the servers, runs it and fails with its output.
+//! Besides the short clip it walks through, a 60 s one is played while the
+//! worker still transcodes it (progressive publishing), to its real end.
 
 use std::path::Path;
 use std::process::Command;
@@ -60,6 +62,8 @@ async fn a_clip_uploaded_in_the_browser_plays_in_more_than_one_rendition() {
     // 1280x720 gets the 360p and 720p rungs: two renditions to switch between.
     let dir = tempfile::tempdir().unwrap();
     let clip = clips::mp4(dir.path(), "pattern.mp4", 6, 1280, 720).unwrap();
+    // Long enough to be still transcoding when the player starts on it.
+    let long_clip = clips::mp4(dir.path(), "long.mp4", 60, 1280, 720).unwrap();
     let artifacts = root.join("target/test-artifacts");
     let output = tokio::process::Command::new("node")
         .arg(browser_tests.join("e2e.mjs"))
@@ -67,6 +71,7 @@ async fn a_clip_uploaded_in_the_browser_plays_in_more_than_one_rendition() {
         .arg(&clip)
         .arg(&artifacts)
         .env("XTREAM_CHROMIUM", chromium())
+        .env("XTREAM_LONG_CLIP", &long_clip)
         .env("XTREAM_API_KEY", &platform.api_key)
         .output()
         .await

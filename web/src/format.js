@@ -17,6 +17,7 @@ const STATUS_LABELS = {
 export function statusText(video) {
   const label = STATUS_LABELS[video.status] || video.status;
   if (video.status === 'failed' && video.failure_reason) return `${label}: ${video.failure_reason}`;
+  if (video.status === 'transcoding' && video.playable) return `${label} (playable now)`;
   if (video.status_detail) return `${label} (${video.status_detail})`;
   return label;
 }

@@ -5,6 +5,7 @@
 
 import { getVideo } from './api.js';
 import { formatBitrate, formatBytes, formatDate, formatDuration, isFinal, statusText } from './format.js';
+import { cueAt, parseStoryboard } from './storyboard.js';
 
 /** The pinned hls.js build the web component embeds (see functions/web/build.rs). */
 const HLS_MODULE = '/vendor/hls.light.min.mjs';
@@ -34,16 +35,47 @@ export class Player {
     this.qualityNow = root.querySelector('#quality-now');
     this.download = root.querySelector('#download');
     this.facts = root.querySelector('#watch-facts');
+    this.seek = root.querySelector('#seek');
+    this.seekBar = root.querySelector('#seek-bar');
+    this.preview = root.querySelector('#seek-preview');
+    this.previewPicture = root.querySelector('#seek-picture');
+    this.previewTime = root.querySelector('#seek-time');
+    /** The storyboard's cues, once loaded; empty for videos without one. */
+    this.cues = [];
+    /** The record's duration, until the media element knows its own. */
+    this.knownDuration = 0;
     this.session = null;
     this.hls = null;
     this.timer = 0;
     this.waited = false;
+    /** Whether playback of the current video has been set up. */
+    this.started = false;
 
     // -1 is hls.js's automatic (bandwidth-driven) choice. currentLevel
     // switches at once, dropping what was buffered at the old quality.
     this.quality.addEventListener('change', () => {
       if (this.hls) this.hls.currentLevel = Number(this.quality.value);
     });
+
+    // The seek bar follows playback, and moves it when dragged or keyed.
+    for (const event of ['timeupdate', 'durationchange', 'loadedmetadata']) {
+      this.video.addEventListener(event, () => this.followPlayback());
+    }
+    this.seekBar.addEventListener('input', () => {
+      const time = Number(this.seekBar.value);
+      this.video.currentTime = time;
+      this.showPreview(time);
+    });
+    this.seekBar.addEventListener('pointermove', (event) => {
+      const bar = this.seekBar.getBoundingClientRect();
+      const fraction = Math.min(1, Math.max(0, (event.clientX - bar.left) / bar.width));
+      this.showPreview(fraction * this.duration());
+    });
+    for (const event of ['pointerleave', 'change', 'blur']) {
+      this.seekBar.addEventListener(event, () => {
+        this.preview.hidden = true;
+      });
+    }
   }
 
   show(id, { focus }) {
@@ -51,6 +83,7 @@ export class Player {
     this.root.hidden = false;
     this.session = new AbortController();
     this.waited = false;
+    this.started = false;
     this.title.textContent = 'Loading…';
     this.say('');
     this.facts.replaceChildren();
@@ -58,6 +91,7 @@ export class Player {
     this.qualityBox.hidden = true;
     // The player shows only once there is something to play.
     this.screen.hidden = true;
+    this.seek.hidden = true;
     this.video.removeAttribute('poster');
     if (focus) this.title.focus();
     this.load(id, this.session.signal);
@@ -80,6 +114,11 @@ export class Player {
     this.video.load();
     this.quality.replaceChildren();
     this.qualityNow.textContent = '';
+    this.cues = [];
+    this.knownDuration = 0;
+    this.preview.hidden = true;
+    this.seekBar.max = '0';
+    this.seekBar.value = '0';
   }
 
   async load(id, signal) {
@@ -100,10 +139,23 @@ export class Player {
     }
     if (signal.aborted) return;
     this.render(video);
+    // A video plays as soon as it is playable: while it still transcodes,
+    // its playlists grow and the player follows them to the end.
+    const playable = video.status === 'ready' || (video.status === 'transcoding' && video.playable);
+    if (playable && !this.started) {
+      this.started = true;
+      await this.play(video, signal);
+      if (signal.aborted) return;
+    }
     if (video.status === 'ready') {
       // Tell whoever waited on this page; say nothing on a direct visit.
       this.say(this.waited ? 'Ready to play.' : '');
-      await this.play(video, signal);
+      // Pictures come with ready: the storyboard, if playback began earlier.
+      if (!this.cues.length && video.playback.storyboard) this.loadStoryboard(video.playback.storyboard, signal);
+    } else if (playable) {
+      this.waited = true;
+      this.say('Playable while it transcodes: the rest is added as it is ready.');
+      this.timer = setTimeout(() => this.load(id, signal), REFRESH_MS);
     } else if (video.status === 'failed') {
       this.say(`This video cannot be played. ${statusText(video)}`);
     } else {
@@ -154,6 +206,10 @@ export class Player {
       return;
     }
     this.screen.hidden = false;
+    this.knownDuration = video.duration_seconds || 0;
+    this.seek.hidden = false;
+    this.followPlayback();
+    if (video.playback.storyboard) this.loadStoryboard(video.playback.storyboard, signal);
     if (window.MediaSource || window.ManagedMediaSource) {
       let Hls = null;
       try {
@@ -178,7 +234,9 @@ export class Player {
   }
 
   attach(Hls, source, renditions) {
-    const hls = new Hls();
+    // From the start even while the playlists grow (hls.js would begin an
+    // EVENT playlist near its live edge).
+    const hls = new Hls({ startPosition: 0 });
     this.hls = hls;
     let recoveredMedia = false;
     hls.on(Hls.Events.MANIFEST_PARSED, () => this.offerQualities(hls.levels, renditions));
@@ -212,6 +270,55 @@ export class Player {
     this.quality.replaceChildren(...options);
     this.quality.value = '-1';
     this.qualityBox.hidden = levels.length < 2;
+  }
+
+  /** Fetches the storyboard's index; without it the bar just seeks. */
+  async loadStoryboard(url, signal) {
+    try {
+      const response = await fetch(url, { signal });
+      if (!response.ok) return;
+      const cues = parseStoryboard(await response.text(), response.url);
+      if (signal.aborted) return;
+      this.cues = cues;
+      // Fetch the sprite now, so the first hover shows a picture at once.
+      if (cues.length) new Image().src = cues[0].url;
+    } catch {
+      // No previews; seeking still works.
+    }
+  }
+
+  /** The length to scale the bar to: the media's own once it knows it. */
+  duration() {
+    const own = this.video.duration;
+    return Number.isFinite(own) && own > 0 ? own : this.knownDuration;
+  }
+
+  followPlayback() {
+    const duration = this.duration();
+    if (String(duration) !== this.seekBar.max) this.seekBar.max = String(duration);
+    // Leave the thumb alone while the reader drags it.
+    if (document.activeElement !== this.seekBar) this.seekBar.value = String(this.video.currentTime);
+  }
+
+  /** Shows the time `time` and, if the storyboard has it, its picture, above that point of the bar. */
+  showPreview(time) {
+    const cue = cueAt(this.cues, time);
+    const picture = this.previewPicture;
+    picture.hidden = !cue;
+    if (cue) {
+      picture.style.width = `${cue.w}px`;
+      picture.style.height = `${cue.h}px`;
+      picture.style.backgroundImage = `url("${cue.url}")`;
+      picture.style.backgroundPosition = `-${cue.x}px -${cue.y}px`;
+    }
+    this.previewTime.textContent = formatDuration(time);
+    this.preview.hidden = false;
+    // Centred over the point, kept inside the bar.
+    const bar = this.seekBar.getBoundingClientRect();
+    const width = this.preview.offsetWidth;
+    const duration = this.duration();
+    const at = duration > 0 ? (time / duration) * bar.width : 0;
+    this.preview.style.left = `${Math.min(Math.max(0, at - width / 2), Math.max(0, bar.width - width))}px`;
   }
 
   say(text) {

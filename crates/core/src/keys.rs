@@ -5,6 +5,8 @@
 //! videos/{id}/original          the uploaded bytes
 //! videos/{id}/hls/...           HLS master playlist, renditions and segments
 //! videos/{id}/thumbnail.jpg     poster image
+//! videos/{id}/storyboard.vtt    seek-preview index (WebVTT) …
+//! videos/{id}/storyboard.jpg    … and the sprite its cues point into
 //! ```
 
 use crate::VideoId;
@@ -35,6 +37,18 @@ pub fn thumbnail(id: VideoId) -> String {
     format!("videos/{id}/thumbnail.jpg")
 }
 
+/// The WebVTT index of a video's seek previews. Its cues name the sprite
+/// by a relative URL, so the two must stay side by side
+/// ([`crate::storyboard::SPRITE_NAME`]).
+pub fn storyboard_index(id: VideoId) -> String {
+    format!("videos/{id}/storyboard.vtt")
+}
+
+/// The sprite of a video's seek previews.
+pub fn storyboard_sprite(id: VideoId) -> String {
+    format!("videos/{id}/{}", crate::storyboard::SPRITE_NAME)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -46,8 +60,18 @@ mod tests {
         assert!(hls_master(id).starts_with(&hls_prefix(id)));
         assert!(hls_prefix(id).starts_with(&video_prefix(id)));
         assert!(thumbnail(id).starts_with(&video_prefix(id)));
-        assert!(hls_master(id).starts_with(&hls_prefix(id)));
-        assert!(hls_prefix(id).starts_with(&video_prefix(id)));
-        assert!(thumbnail(id).starts_with(&video_prefix(id)));
+        assert!(storyboard_index(id).starts_with(&video_prefix(id)));
+        assert!(storyboard_sprite(id).starts_with(&video_prefix(id)));
+    }
+
+    #[test]
+    fn the_storyboard_sprite_sits_where_its_index_points() {
+        let id = VideoId::random();
+        let (index, sprite) = (storyboard_index(id), storyboard_sprite(id));
+        let folder = |key: &str| key.rsplit_once('/').unwrap().0.to_owned();
+        assert_eq!(folder(&index), folder(&sprite));
+        assert!(sprite.ends_with(crate::storyboard::SPRITE_NAME));
+        // Outside `hls/`: a re-run's stale-key sweep there never touches it.
+        assert!(!index.starts_with(&hls_prefix(id)));
     }
 }

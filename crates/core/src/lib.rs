@@ -12,6 +12,7 @@ pub mod catalog;
 pub mod config;
 pub mod error;
 pub mod events;
+pub mod hls;
 pub mod id;
 pub mod keys;
 pub mod ladder;
@@ -22,6 +23,7 @@ pub mod range;
 pub mod record;
 pub mod resumable;
 pub mod route;
+pub mod storyboard;
 pub mod upload;
 
 pub use error::ApiError;

@@ -37,6 +37,16 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "streamed_upload_slots",
         include_str!("../../../migrations/0003_streamed_upload_slots.sql"),
     ),
+    (
+        4,
+        "storyboards",
+        include_str!("../../../migrations/0004_storyboards.sql"),
+    ),
+    (
+        5,
+        "playable",
+        include_str!("../../../migrations/0005_playable.sql"),
+    ),
 ];
 
 /// One value bound to a placeholder.
@@ -95,12 +105,13 @@ impl Statement {
 /// printed again, a third less of the database's time on a listing page.
 const RECORD_JSON: &str = "json_build_object(\
     'id', id, 'title', title, 'filename', filename, 'size', size, \
-    'content_type', content_type, 'status', status, \
+    'content_type', content_type, 'status', status, 'playable', playable, \
     'created_at', created_at, 'updated_at', updated_at, \
     'failure_reason', failure_reason, 'status_detail', status_detail, \
     'duration_seconds', duration_seconds, 'width', width, 'height', height, \
     'video_codec', video_codec, 'audio_codec', audio_codec, \
-    'renditions', renditions, 'hls_master', hls_master, 'thumbnail', thumbnail\
+    'renditions', renditions, 'hls_master', hls_master, 'thumbnail', thumbnail, \
+    'storyboard', storyboard\
     )::text";
 
 /// An upload session's columns as JSON text in [`UploadSession`]'s shape.
@@ -269,13 +280,16 @@ pub fn save_transition(record: &VideoRecord, expected: VideoStatus) -> Statement
     ));
     let hls_master = s.bind(Param::NullableText(record.hls_master.clone()));
     let thumbnail = s.bind(Param::NullableText(record.thumbnail.clone()));
+    let storyboard = s.bind(Param::NullableText(record.storyboard.clone()));
     let predecessors = predecessors_of(record.status);
+    // A literal, not a parameter: a boolean the code chose, never input.
+    let playable = record.playable;
     s.sql = format!(
-        "UPDATE videos SET status = {status}, status_detail = {detail}, \
+        "UPDATE videos SET status = {status}, playable = {playable}, status_detail = {detail}, \
          failure_reason = {reason}, duration_seconds = {duration}, width = {width}, \
          height = {height}, video_codec = {video_codec}, audio_codec = {audio_codec}, \
          renditions = {renditions}, hls_master = {hls_master}, thumbnail = {thumbnail}, \
-         updated_at = now() \
+         storyboard = {storyboard}, updated_at = now() \
          WHERE id = {id} AND status = {expected} AND status IN ({predecessors}) \
          RETURNING {RECORD_JSON}"
     );
@@ -510,7 +524,8 @@ pub fn requeue_abandoned_job(record: &VideoRecord, topic: &str, lease_seconds: u
     ));
     s.sql = format!(
         "WITH moved AS (\
-           UPDATE videos SET status = 'queued', status_detail = {detail}, updated_at = now() \
+           UPDATE videos SET status = 'queued', playable = false, status_detail = {detail}, \
+             updated_at = now() \
            WHERE id = {id} AND status IN ('queued', 'transcoding') \
              AND updated_at < now() - {lease} * interval '1 second' \
            RETURNING created_at) \
@@ -829,6 +844,24 @@ mod tests {
     }
 
     #[test]
+    fn playable_is_written_with_the_status_and_cleared_by_a_requeue() {
+        let mut transcoding = record();
+        transcoding.status = VideoStatus::Transcoding;
+        transcoding.playable = true;
+        let sql = save_transition(&transcoding, VideoStatus::Transcoding).sql;
+        assert!(sql.contains("playable = true"), "{sql}");
+        assert!(
+            sql.contains("AND status = $2::text"),
+            "compare-and-set: {sql}"
+        );
+        transcoding.playable = false;
+        let sql = save_transition(&transcoding, VideoStatus::Transcoding).sql;
+        assert!(sql.contains("playable = false"), "{sql}");
+        let sql = requeue_abandoned_job(&transcoding, "xtream.uploads", 600).sql;
+        assert!(sql.contains("playable = false"), "{sql}");
+    }
+
+    #[test]
     fn a_resumable_completion_closes_its_session_in_the_same_statement() {
         let r = record();
         assert!(
@@ -896,12 +929,13 @@ mod tests {
         let r = record();
         let json = format!(
             r#"{{"id": "{}", "title": "Cat", "filename": "cat.mp4", "size": 42,
-                "content_type": "video/mp4", "status": "uploaded",
+                "content_type": "video/mp4", "status": "uploaded", "playable": false,
                 "created_at": "2023-11-14T22:13:20.123456+00:00",
                 "updated_at": "2023-11-14T22:13:20.123456+00:00",
                 "failure_reason": null, "status_detail": null, "duration_seconds": null,
                 "width": null, "height": null, "video_codec": null, "audio_codec": null,
-                "renditions": [], "hls_master": null, "thumbnail": null}}"#,
+                "renditions": [], "hls_master": null, "thumbnail": null,
+                "storyboard": null}}"#,
             r.id
         );
         let decoded = decode_record(&json).unwrap();

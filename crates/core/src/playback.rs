@@ -14,6 +14,8 @@ pub enum MediaKind {
     Segment,
     /// The poster image.
     Thumbnail,
+    /// The seek-preview index (`.vtt`) or its sprite (`.jpg`).
+    Storyboard,
     /// The uploaded file, for download.
     Original,
 }
@@ -26,24 +28,38 @@ impl MediaKind {
             MediaKind::Segment if key.ends_with(".ts") => "video/mp2t",
             MediaKind::Segment => "video/mp4",
             MediaKind::Thumbnail => "image/jpeg",
+            MediaKind::Storyboard if key.ends_with(".vtt") => "text/vtt; charset=utf-8",
+            MediaKind::Storyboard => "image/jpeg",
             MediaKind::Original => "application/octet-stream",
         }
     }
 
-    /// Cache-Control: segments never change once written; playlists may be
-    /// rewritten if a video is transcoded again, so they are cached briefly.
-    pub fn cache_control(self) -> &'static str {
+    /// Cache-Control for a video that is `ready` or not (still growing):
+    /// segments never change once written; final playlists may be rewritten
+    /// if a video is transcoded again, so they are cached briefly; a growing
+    /// playlist gains a segment every few seconds, so it is revalidated on
+    /// every request (its ETag makes that a 304 when nothing changed).
+    pub fn cache_control(self, ready: bool) -> &'static str {
         match self {
             MediaKind::Segment => "public, max-age=31536000, immutable",
+            MediaKind::Playlist if !ready => "no-cache",
             MediaKind::Playlist => "public, max-age=10",
-            MediaKind::Thumbnail | MediaKind::Original => "public, max-age=300",
+            MediaKind::Thumbnail | MediaKind::Storyboard | MediaKind::Original => {
+                "public, max-age=300"
+            }
         }
     }
 
-    /// Whether serving it needs the record to be `ready` first: all media
-    /// but the original, which is downloadable as soon as it is uploaded.
-    pub fn needs_ready_check(self) -> bool {
-        self != MediaKind::Original
+    /// Whether it may be served for `record`: the original as soon as it
+    /// is uploaded; the HLS as soon as the video is playable (while it
+    /// transcodes, its playlists grow); the poster and the storyboard, made
+    /// alongside the ladder, once it is ready.
+    pub fn servable(self, record: &VideoRecord) -> bool {
+        match self {
+            MediaKind::Original => true,
+            MediaKind::Playlist | MediaKind::Segment => record.is_playable(),
+            MediaKind::Thumbnail | MediaKind::Storyboard => record.status == VideoStatus::Ready,
+        }
     }
 }
 
@@ -60,13 +76,16 @@ pub struct MediaObject {
 
 /// Resolves the part of a playback URL after `/api/videos/{id}/`:
 /// `hls/master.m3u8`, `hls/720p/index.m3u8`, `hls/720p/segment_001.ts`,
-/// `thumbnail.jpg`, `original`. Anything else — including any attempt to
+/// `thumbnail.jpg`, `storyboard.vtt`, `storyboard.jpg`, `original`.
+/// Anything else — including any attempt to
 /// leave the video's folder — is a 404.
 pub fn media_object(id: VideoId, rest: &str) -> Result<MediaObject, ApiError> {
     let not_found = || ApiError::not_found(format!("video {id} has no {rest:?}"));
     let (kind, key) = match rest {
         "thumbnail.jpg" => (MediaKind::Thumbnail, keys::thumbnail(id)),
         "original" => (MediaKind::Original, keys::original(id)),
+        "storyboard.vtt" => (MediaKind::Storyboard, keys::storyboard_index(id)),
+        crate::storyboard::SPRITE_NAME => (MediaKind::Storyboard, keys::storyboard_sprite(id)),
         _ => {
             let hls_path = rest.strip_prefix("hls/").ok_or_else(not_found)?;
             let segments: Vec<&str> = hls_path.split('/').collect();
@@ -103,7 +122,8 @@ fn is_safe_name(name: &str) -> bool {
 /// The 409 for media of a video that is not playable yet.
 pub fn not_ready(record: &VideoRecord) -> ApiError {
     ApiError::conflict(format!(
-        "video {} is {}; it can be played once it is ready",
+        "video {} is {}; it can be played once it is playable (the first segment of every \
+         rendition stored) and its pictures shown once it is ready",
         record.id,
         record.status.as_str()
     ))
@@ -138,12 +158,15 @@ pub fn attachment(filename: &str) -> String {
 /// Where a client fetches a video's media.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PlaybackLinks {
-    /// The HLS master playlist (once ready).
+    /// The HLS master playlist (once playable: possibly still growing).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hls: Option<String>,
     /// The poster image (once ready).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub thumbnail: Option<String>,
+    /// The seek-preview index, WebVTT (once ready, if it has one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub storyboard: Option<String>,
     /// The uploaded file.
     pub original: String,
 }
@@ -163,8 +186,12 @@ impl From<VideoRecord> for VideoView {
         let base = format!("/api/videos/{}", record.id);
         let ready = record.status == VideoStatus::Ready;
         let playback = PlaybackLinks {
-            hls: ready.then(|| format!("{base}/hls/master.m3u8")),
+            hls: record
+                .is_playable()
+                .then(|| format!("{base}/hls/master.m3u8")),
             thumbnail: ready.then(|| format!("{base}/thumbnail.jpg")),
+            storyboard: (ready && record.storyboard.is_some())
+                .then(|| format!("{base}/storyboard.vtt")),
             original: format!("{base}/original"),
         };
         Self { record, playback }
@@ -192,6 +219,15 @@ mod tests {
         assert_eq!(
             media_object(id, "original").unwrap().kind,
             MediaKind::Original
+        );
+        let index = media_object(id, "storyboard.vtt").unwrap();
+        assert_eq!(
+            (index.kind, index.key.as_str()),
+            (MediaKind::Storyboard, keys::storyboard_index(id).as_str())
+        );
+        assert_eq!(
+            media_object(id, "storyboard.jpg").unwrap().key,
+            keys::storyboard_sprite(id)
         );
     }
 
@@ -224,14 +260,57 @@ mod tests {
     }
 
     #[test]
+    fn hls_is_served_once_playable_and_pictures_once_ready() {
+        let mut record = crate::record::tests::record();
+        let kinds = |record: &VideoRecord| {
+            [
+                MediaKind::Playlist,
+                MediaKind::Segment,
+                MediaKind::Thumbnail,
+                MediaKind::Storyboard,
+                MediaKind::Original,
+            ]
+            .map(|kind| kind.servable(record))
+        };
+        assert_eq!(kinds(&record), [false, false, false, false, true]);
+        record.status = VideoStatus::Transcoding;
+        assert_eq!(kinds(&record), [false, false, false, false, true]);
+        record.playable = true;
+        assert_eq!(kinds(&record), [true, true, false, false, true]);
+        record.status = VideoStatus::Ready;
+        assert_eq!(kinds(&record), [true; 5]);
+        record.status = VideoStatus::Failed;
+        assert_eq!(kinds(&record), [false, false, false, false, true]);
+    }
+
+    #[test]
     fn types_and_caches_by_kind() {
         assert_eq!(MediaKind::Segment.content_type("a.ts"), "video/mp2t");
         assert_eq!(MediaKind::Segment.content_type("a.m4s"), "video/mp4");
-        assert!(MediaKind::Segment.cache_control().contains("immutable"));
-        assert!(!MediaKind::Playlist.cache_control().contains("immutable"));
-        assert!(MediaKind::Playlist.needs_ready_check());
-        assert!(MediaKind::Segment.needs_ready_check());
-        assert!(!MediaKind::Original.needs_ready_check());
+        assert_eq!(
+            MediaKind::Storyboard.content_type("videos/x/storyboard.vtt"),
+            "text/vtt; charset=utf-8"
+        );
+        assert_eq!(
+            MediaKind::Storyboard.content_type("videos/x/storyboard.jpg"),
+            "image/jpeg"
+        );
+        assert!(
+            MediaKind::Segment
+                .cache_control(false)
+                .contains("immutable")
+        );
+        assert!(
+            !MediaKind::Playlist
+                .cache_control(true)
+                .contains("immutable")
+        );
+        assert!(
+            MediaKind::Playlist
+                .cache_control(true)
+                .contains("max-age=10")
+        );
+        assert_eq!(MediaKind::Playlist.cache_control(false), "no-cache");
     }
 
     #[test]
@@ -250,15 +329,30 @@ mod tests {
         assert_eq!(not_ready(&record).status, 409);
 
         let now = Timestamp::now();
-        for status in [
-            VideoStatus::Queued,
-            VideoStatus::Transcoding,
-            VideoStatus::Ready,
-        ] {
+        for status in [VideoStatus::Queued, VideoStatus::Transcoding] {
             record.move_to(status, now).unwrap();
         }
+        assert_eq!(VideoView::from(record.clone()).playback.hls, None);
+        // Playable while it transcodes: the stream, not the pictures yet.
+        record.playable = true;
+        record.storyboard = Some(keys::storyboard_index(record.id));
+        let view = VideoView::from(record.clone());
+        assert!(view.playback.hls.is_some());
+        assert_eq!(view.playback.thumbnail, None);
+        assert_eq!(view.playback.storyboard, None);
+        record.storyboard = None;
+        record.move_to(VideoStatus::Ready, now).unwrap();
         let json = serde_json::to_value(VideoView::from(record.clone())).unwrap();
         assert_eq!(json["id"], record.id.to_string());
+        assert_eq!(json["playable"], true);
+        // Videos transcoded before storyboards existed offer none.
+        assert!(json["playback"].get("storyboard").is_none(), "{json}");
+        record.storyboard = Some(keys::storyboard_index(record.id));
+        let json = serde_json::to_value(VideoView::from(record.clone())).unwrap();
+        assert_eq!(
+            json["playback"]["storyboard"],
+            format!("/api/videos/{}/storyboard.vtt", record.id)
+        );
         assert_eq!(
             json["playback"]["hls"],
             format!("/api/videos/{}/hls/master.m3u8", record.id)

@@ -90,6 +90,11 @@ pub struct VideoRecord {
     pub content_type: String,
     /// Where the video is in its life.
     pub status: VideoStatus,
+    /// Whether it can be played now: always once `ready`, and already while
+    /// `transcoding` once the first segment of every rendition is stored
+    /// (the playlists then grow until the video is ready).
+    #[serde(default)]
+    pub playable: bool,
     /// When the upload finished.
     pub created_at: Timestamp,
     /// When the status last changed.
@@ -125,6 +130,11 @@ pub struct VideoRecord {
     /// Key of the poster image (when `ready`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub thumbnail: Option<String>,
+    /// Key of the seek-preview index, a WebVTT file whose cues point into a
+    /// sprite beside it (when `ready`; absent for videos transcoded before
+    /// storyboards existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storyboard: Option<String>,
 }
 
 impl VideoRecord {
@@ -144,6 +154,7 @@ impl VideoRecord {
             size,
             content_type,
             status: VideoStatus::Uploaded,
+            playable: false,
             created_at: now,
             updated_at: now,
             failure_reason: None,
@@ -156,6 +167,7 @@ impl VideoRecord {
             renditions: Vec::new(),
             hls_master: None,
             thumbnail: None,
+            storyboard: None,
         }
     }
 
@@ -169,12 +181,29 @@ impl VideoRecord {
             });
         }
         self.status = next;
+        // Only a running transcode keeps what it published playable; a job
+        // put back in the queue starts its playlists again.
+        self.playable = match next {
+            VideoStatus::Ready => true,
+            VideoStatus::Transcoding => self.playable,
+            VideoStatus::Uploaded | VideoStatus::Queued | VideoStatus::Failed => false,
+        };
         self.updated_at = now;
         self.status_detail = None;
         if next != VideoStatus::Failed {
             self.failure_reason = None;
         }
         Ok(())
+    }
+
+    /// Whether its HLS may be served: once ready, or while transcoding once
+    /// it became playable.
+    pub fn is_playable(&self) -> bool {
+        match self.status {
+            VideoStatus::Ready => true,
+            VideoStatus::Transcoding => self.playable,
+            _ => false,
+        }
     }
 
     /// Marks the record failed with a reason a person can read.
@@ -241,6 +270,36 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn playable_while_transcoding_and_ready_but_not_once_requeued() {
+        let mut r = record();
+        let now = Timestamp::now();
+        r.move_to(VideoStatus::Queued, now).unwrap();
+        r.move_to(VideoStatus::Transcoding, now).unwrap();
+        assert!(!r.is_playable());
+        r.playable = true;
+        r.move_to(VideoStatus::Transcoding, now).unwrap();
+        assert!(r.is_playable(), "a transcode keeps what it published");
+        r.move_to(VideoStatus::Queued, now).unwrap();
+        assert!(
+            !r.playable && !r.is_playable(),
+            "a released job starts again"
+        );
+        r.move_to(VideoStatus::Transcoding, now).unwrap();
+        assert!(!r.is_playable());
+        r.move_to(VideoStatus::Ready, now).unwrap();
+        assert!(r.playable && r.is_playable());
+        let mut failed = record();
+        failed.playable = true;
+        failed.fail("broken", now).unwrap();
+        assert!(!failed.playable && !failed.is_playable());
+        // A stale flag on a row that is not transcoding serves nothing.
+        let mut queued = record();
+        queued.status = VideoStatus::Queued;
+        queued.playable = true;
+        assert!(!queued.is_playable());
+    }
+
+    #[test]
     fn serialises_with_the_documented_field_names() {
         let r = record();
         let json = serde_json::to_value(&r).unwrap();
@@ -251,6 +310,7 @@ pub(crate) mod tests {
             "size",
             "content_type",
             "status",
+            "playable",
             "created_at",
         ] {
             assert!(json.get(field).is_some(), "missing {field}");

@@ -99,8 +99,8 @@ pub fn uploads_route(method: &str, path: &str) -> Result<UploadsRoute, ApiError>
 }
 
 /// Routes a request of the `stream` component
-/// (`/api/videos/{id}/hls/...`, `/thumbnail.jpg`, `/original`) to the media
-/// object it names.
+/// (`/api/videos/{id}/hls/...`, `/thumbnail.jpg`, `/storyboard.vtt`,
+/// `/storyboard.jpg`, `/original`) to the media object it names.
 pub fn stream_route(method: &str, path: &str) -> Result<MediaObject, ApiError> {
     let rest = path
         .strip_prefix("/api/videos/")

@@ -60,7 +60,7 @@ async fn open(
     // Every media request reads the (small) record first: it decides 404
     // and 409, and names the original's type and file name.
     let record = catalog::get(&crate::db::open()?, object.id)?;
-    if object.kind.needs_ready_check() && record.status != VideoStatus::Ready {
+    if !object.kind.servable(&record) {
         return Err(not_ready(&record));
     }
     if object.kind == MediaKind::Original {
@@ -104,7 +104,11 @@ async fn open(
     headers.push(("accept-ranges".into(), b"bytes".to_vec()));
     headers.push((
         "cache-control".into(),
-        object.kind.cache_control().as_bytes().to_vec(),
+        object
+            .kind
+            .cache_control(record.status == VideoStatus::Ready)
+            .as_bytes()
+            .to_vec(),
     ));
     if status != 304 {
         headers.push(("content-type".into(), content_type.into_bytes()));

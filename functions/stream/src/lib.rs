@@ -1,5 +1,6 @@
 //! Playback: `GET /api/videos/{id}/hls/...` (playlists and segments),
-//! `/thumbnail.jpg` and `/original`, streamed from the private bucket so
+//! `/thumbnail.jpg`, the storyboard (`/storyboard.vtt` and the sprite
+//! `/storyboard.jpg` its cues name) and `/original`, streamed from the private bucket so
 //! clients never need S3 credentials or its address. Public unless
 //! `read_requires_key` is set.
 
