@@ -108,37 +108,6 @@ async fn every_metric_the_dashboards_and_rules_name_is_scraped_or_upstream() {
     }
     assert_eq!(stack.platform.get_json("/api/videos").await.unwrap().0, 200);
 
-    // What Prometheus holds, once it has scraped after the jobs ended.
-    let wanted: BTreeSet<&str> = [
-        "xtream_worker_jobs_succeeded_total",
-        "xtream_worker_dead_letters_total",
-        "spin_request_count_total",
-    ]
-    .into();
-    let deadline = Instant::now() + PATIENCE;
-    let scraped: BTreeSet<String> = loop {
-        let names: BTreeSet<String> = prometheus
-            .api("label/__name__/values")
-            .await
-            .unwrap()
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter_map(|n| n.as_str().map(str::to_owned))
-            .collect();
-        let counted = prometheus
-            .api("query?query=sum(xtream_worker_jobs_succeeded_total)%20%3E%200")
-            .await
-            .unwrap();
-        if wanted.iter().all(|w| names.contains(*w))
-            && counted["result"].as_array().is_some_and(|r| !r.is_empty())
-        {
-            break names;
-        }
-        assert!(Instant::now() < deadline, "not scraped yet: {names:?}");
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
-
     let upstream: BTreeSet<&str> = UPSTREAM_METRICS
         .iter()
         .flat_map(|(_, names)| names.iter().copied())
@@ -159,17 +128,46 @@ async fn every_metric_the_dashboards_and_rules_name_is_scraped_or_upstream() {
         }
     }
     assert!(expressions.len() > 30, "{expressions:#?}");
-    let mut missing = Vec::new();
-    for (from, expr) in &expressions {
-        for name in metric_names(expr) {
-            // Ours must be exported for real; the host's counter is the one
-            // Spin pushes on the cluster.
-            let ours = name.starts_with("xtream_") || name.starts_with("spin_");
-            if !scraped.contains(&name) && (ours || !upstream.contains(name.as_str())) {
-                missing.push(format!("{from}: {name}"));
+    let missing_from = |scraped: &BTreeSet<String>| -> Vec<String> {
+        let mut missing = Vec::new();
+        for (from, expr) in &expressions {
+            for name in metric_names(expr) {
+                // Ours must be exported for real; the host's counter is the
+                // one Spin pushes on the cluster.
+                let ours = name.starts_with("xtream_") || name.starts_with("spin_");
+                if !scraped.contains(&name) && (ours || !upstream.contains(name.as_str())) {
+                    missing.push(format!("{from}: {name}"));
+                }
             }
         }
-    }
+        missing
+    };
+
+    // What Prometheus holds, once it has scraped after the jobs ended. Some
+    // series are born late (the consumer lag, from librdkafka's statistics
+    // every 5 s): wait for them, up to a deadline.
+    let deadline = Instant::now() + PATIENCE;
+    let (scraped, missing) = loop {
+        let names: BTreeSet<String> = prometheus
+            .api("label/__name__/values")
+            .await
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|n| n.as_str().map(str::to_owned))
+            .collect();
+        let counted = prometheus
+            .api("query?query=sum(xtream_worker_jobs_succeeded_total)%20%3E%200")
+            .await
+            .unwrap();
+        let missing = missing_from(&names);
+        let done = counted["result"].as_array().is_some_and(|r| !r.is_empty());
+        if (done && missing.is_empty()) || Instant::now() > deadline {
+            break (names, missing);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
     assert!(
         missing.is_empty(),
         "named but neither scraped from the running worker and host nor an upstream exporter's:\n  {}\nscraped: {scraped:?}",
