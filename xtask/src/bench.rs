@@ -9,6 +9,11 @@
 //!    upload and record writes, against a real Garage, tansu and
 //!    PostgreSQL on this machine (the integration tests' servers).
 //!
+//! 4. progressive publishing: for longer sources (`--progressive`, 60 s
+//!    and 3 minutes by default), one job each, timed from the announcement
+//!    to the row `playable` and to `ready` (issue target: playable within
+//!    5 s).
+//!
 //! Prints the times and the ratios worker/one-pass (target <= 1.1) and
 //! per-rung/one-pass, and writes them into BENCHMARKS.md with the machine.
 
@@ -25,7 +30,8 @@ use xtream_tests::{Garage, Postgres, Tansu, Worker, clips, stdout_of, workspace_
 
 /// The benchmark's inputs. Each defaults to its environment knob
 /// (`BENCH_SECONDS`, `BENCH_SIZE`, `BENCH_RUNS`, `XTREAM_X264_PRESET`,
-/// `BENCH_NO_WRITE=1`, `BENCH_KEEP_LOGS`), then to the value in brackets.
+/// `BENCH_NO_WRITE=1`, `BENCH_KEEP_LOGS`, `BENCH_PROGRESSIVE`), then to the
+/// value in brackets.
 #[derive(Debug, Clone)]
 pub struct Options {
     /// `--seconds` [20]: the clip's length.
@@ -40,6 +46,9 @@ pub struct Options {
     pub write: bool,
     /// `--keep-logs DIR`: copy the servers' logs there at the end.
     pub keep_logs: Option<PathBuf>,
+    /// `--progressive` [60,180]: lengths in seconds of the sources timed
+    /// to playable and to ready (`BENCH_PROGRESSIVE`); `none` skips them.
+    pub progressive: Vec<u32>,
 }
 
 impl Options {
@@ -73,12 +82,43 @@ impl Options {
                 .value("--keep-logs")?
                 .or_else(|| knob("BENCH_KEEP_LOGS"))
                 .map(PathBuf::from),
+            progressive: progressive_lengths(
+                &args
+                    .value("--progressive")?
+                    .or_else(|| knob("BENCH_PROGRESSIVE"))
+                    .unwrap_or_else(|| "60,180".into()),
+            )?,
         };
         if options.runs == 0 {
             bail!("--runs must be at least 1");
         }
         Ok(options)
     }
+}
+
+/// `60,180` as lengths in seconds; `none` as none.
+fn progressive_lengths(text: &str) -> anyhow::Result<Vec<u32>> {
+    if text.trim() == "none" {
+        return Ok(Vec::new());
+    }
+    text.split(',')
+        .map(|length| {
+            let seconds: u32 = length
+                .trim()
+                .parse()
+                .with_context(|| format!("--progressive: {length:?} is not a number of seconds"))?;
+            anyhow::ensure!(seconds > 0, "--progressive: lengths are at least 1 s");
+            Ok(seconds)
+        })
+        .collect()
+}
+
+/// How long one job took to make its video playable, then ready, from the
+/// announcement.
+#[derive(Debug, Clone, Copy)]
+struct JobTimes {
+    playable: Option<Duration>,
+    ready: Duration,
 }
 
 /// The servers a job crosses, and what it needs to publish one.
@@ -115,8 +155,8 @@ impl Bench {
     /// One job end to end: stores `clip` as a new upload (original, row
     /// and outbox entry, marked sent so the relay leaves it alone),
     /// announces it through the bridge, and waits for the row to be ready.
-    /// Returns the time from the announcement to `ready`.
-    async fn job(&self, clip: &Path) -> anyhow::Result<Duration> {
+    /// Returns the times from the announcement to `playable` and `ready`.
+    async fn job(&self, clip: &Path) -> anyhow::Result<JobTimes> {
         let original = std::fs::read(clip)?;
         let record =
             harness::store_upload(&self.garage.bucket(), &self.db, original, Duration::ZERO)
@@ -140,13 +180,23 @@ impl Bench {
         }
         // A cheap poll, one indexed query, so that the watching does not eat
         // the CPU the worker is timed on.
+        let mut playable = None;
         loop {
             tokio::time::sleep(Duration::from_millis(100)).await;
-            let status = harness::record(&self.db, &id)
-                .await?
+            let row = harness::record(&self.db, &id).await?;
+            let status = row
+                .as_ref()
                 .map(|row| row["status"].as_str().unwrap_or_default().to_owned());
+            if playable.is_none() && row.as_ref().is_some_and(|row| row["playable"] == true) {
+                playable = Some(started.elapsed());
+            }
             match status.as_deref() {
-                Some("ready") => return Ok(started.elapsed()),
+                Some("ready") => {
+                    return Ok(JobTimes {
+                        playable,
+                        ready: started.elapsed(),
+                    });
+                }
                 Some("failed") => bail!(
                     "the worker failed the video; its log:\n{}",
                     self.worker.log()
@@ -210,7 +260,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         say(&format!("run {run}/{runs}: one pass per rung"));
         separate.push(timed_shell(per_rung, &raw)?);
         say(&format!("run {run}/{runs}: the worker, end to end"));
-        worker.push(bench.job(&clip).await?.as_secs_f64());
+        worker.push(bench.job(&clip).await?.ready.as_secs_f64());
     }
 
     // Skips the warm-up job, the first in the log.
@@ -222,6 +272,28 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         split,
     };
     let section = figures.section(&options, rungs, &Machine::this(), &load_average());
+
+    // Longer sources, one job each, after the split above was read from
+    // the log: how soon they play, and when they are done.
+    let mut progressive = Vec::new();
+    for &length in &options.progressive {
+        let source = work.path().join(format!("progressive-{length}s.mp4"));
+        say(&format!("generating a {length}s {size} source"));
+        clips::lavfi_mp4(
+            &source,
+            &format!("testsrc2=size={size}:rate=25:duration={length}"),
+            Some(&format!(
+                "sine=frequency=440:sample_rate=48000:duration={length}"
+            )),
+            &[],
+        )?;
+        say(&format!(
+            "the worker on the {length}s source: time to playable, to ready"
+        ));
+        let times = bench.job(&source).await?;
+        progressive.push((length, times));
+    }
+
     println!("\n{section}\n");
     println!(
         "worker/one-pass: {:.2}x   per-rung/one-pass: {:.2}x   worker's own steps: +{:.2}s ({:.3}x)",
@@ -235,12 +307,84 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         std::fs::write(dir.join("worker.log"), bench.worker.log())?;
         std::fs::write(dir.join("bridge.log"), bench.bridge.log())?;
     }
+    let playable_section = (!progressive.is_empty())
+        .then(|| progressive_section(&options, &progressive, &Machine::this()));
+    if let Some(section) = &playable_section {
+        println!("\n{section}");
+    }
     if options.write {
         let path = workspace_root().join("BENCHMARKS.md");
         write_section(&path, "worker-bench", "./x bench", &section)?;
+        if let Some(section) = &playable_section {
+            write_section(&path, "playable-bench", "./x bench", section)?;
+        }
         say(&format!("wrote the results into {}", path.display()));
     }
     Ok(())
+}
+
+/// The issue's target for every source: playable this soon after upload.
+const PLAYABLE_TARGET: Duration = Duration::from_secs(5);
+
+/// BENCHMARKS.md's section on progressive publishing, markers aside.
+fn progressive_section(options: &Options, jobs: &[(u32, JobTimes)], machine: &Machine) -> String {
+    let mut rows = String::new();
+    let mut missed = Vec::new();
+    for (length, times) in jobs {
+        let playable = times
+            .playable
+            .map_or("never seen (ready first)".to_owned(), |p| {
+                format!("{:.2}", p.as_secs_f64())
+            });
+        let verdict = match times.playable {
+            Some(p) if p <= PLAYABLE_TARGET => "met",
+            _ => {
+                missed.push(format!("{length} s"));
+                "**missed**"
+            }
+        };
+        rows.push_str(&format!(
+            "| {length} s | {playable} | {ready:.2} | {verdict} |\n",
+            ready = times.ready.as_secs_f64()
+        ));
+    }
+    let headline = if missed.is_empty() {
+        format!(
+            "Every source was playable within {} s of its announcement.",
+            PLAYABLE_TARGET.as_secs()
+        )
+    } else {
+        format!(
+            "Target missed for the {} source(s): not playable within {} s.",
+            missed.join(", "),
+            PLAYABLE_TARGET.as_secs()
+        )
+    };
+    format!(
+        "## Worker: time to playable and to ready (progressive publishing)
+
+Sources: `testsrc2` + 440 Hz sine, {size}, 25 fps, H.264/AAC; x264 preset
+`{preset}`; one worker process, one job per source, timed from the upload
+event's announcement (the upload is complete then) to the row `playable`
+(the first segment of every rendition and the master published) and to
+`ready`, polling the row every 0.1 s.
+Machine: {cores} cores (`nproc`), {cpu}; {date}.
+
+| Source | Playable after (s) | Ready after (s) | Playable within {target} s |
+|---|---|---|---|
+{rows}
+{headline} Chunked parallel transcoding is not built yet, so a second
+worker process would not make one video ready sooner; that comparison is
+not measured here.
+Reproduce: `./x bench --progressive 60,180` (knobs in xtask/src/bench.rs).
+",
+        size = options.size,
+        preset = options.preset,
+        cores = machine.cores,
+        cpu = machine.cpu,
+        date = jiff::Timestamp::now().strftime("%Y-%m-%d"),
+        target = PLAYABLE_TARGET.as_secs(),
+    )
 }
 
 /// The ffmpeg commands a job would run on `clip` (`xtream-worker plan`):
@@ -481,6 +625,65 @@ mod tests {
     }
 
     #[test]
+    fn progressive_lengths_read_as_seconds_or_none() {
+        assert_eq!(progressive_lengths("60,180").unwrap(), [60, 180]);
+        assert_eq!(progressive_lengths(" 30 ").unwrap(), [30]);
+        assert!(progressive_lengths("none").unwrap().is_empty());
+        assert!(progressive_lengths("60,soon").is_err());
+        assert!(progressive_lengths("0").is_err());
+    }
+
+    #[test]
+    fn the_progressive_section_says_which_sources_missed_the_target() {
+        let options = Options {
+            seconds: 4,
+            size: "1920x1080".into(),
+            runs: 1,
+            preset: "veryfast".into(),
+            write: false,
+            keep_logs: None,
+            progressive: vec![60, 180],
+        };
+        let machine = Machine {
+            cores: 2,
+            cpu: "AMD EPYC".into(),
+            memory_gib: 24.0,
+            kernel: "6.1".into(),
+        };
+        let times = |playable: Option<f64>, ready: f64| JobTimes {
+            playable: playable.map(Duration::from_secs_f64),
+            ready: Duration::from_secs_f64(ready),
+        };
+        let section = progressive_section(
+            &options,
+            &[(60, times(Some(3.2), 70.0)), (180, times(Some(6.5), 200.0))],
+            &machine,
+        );
+        assert!(
+            section.contains("| 60 s | 3.20 | 70.00 | met |"),
+            "{section}"
+        );
+        assert!(
+            section.contains("| 180 s | 6.50 | 200.00 | **missed** |"),
+            "{section}"
+        );
+        assert!(
+            section.contains("Target missed for the 180 s source(s)"),
+            "{section}"
+        );
+        let all_met = progressive_section(&options, &[(60, times(Some(1.0), 9.0))], &machine);
+        assert!(
+            all_met.contains("Every source was playable within 5 s"),
+            "{all_met}"
+        );
+        let never = progressive_section(&options, &[(60, times(None, 9.0))], &machine);
+        assert!(
+            never.contains("never seen (ready first) | 9.00 | **missed**"),
+            "{never}"
+        );
+    }
+
+    #[test]
     fn the_section_records_its_inputs() {
         let figures = Figures {
             one_pass: vec![17.04, 18.0],
@@ -498,6 +701,7 @@ mod tests {
             preset: "ultrafast".into(),
             write: false,
             keep_logs: None,
+            progressive: vec![60],
         };
         let machine = Machine {
             cores: 2,
