@@ -435,11 +435,15 @@ impl Transcoder {
         let encode_started = clock.elapsed();
         let thumbnail_args = media::thumbnail_args(&original, &poster, &media);
         let ladder_args = media::ladder_args(&original, &hls, &ladder, &media, &self.x264_preset);
-        // The storyboard too: a decode at tile size, cheap beside the
-        // ladder's encoders, and done by the time they are.
+        // The storyboard too, but only once the video plays (or the ladder
+        // has ended): its decode of the whole source took CPU from the first
+        // segments and delayed `playable`; after that it is cheap beside the
+        // ladder's encoders and done by the time they are.
         let storyboard = Storyboard::plan(media.duration_seconds, media.width, media.height);
         let sprite = scratch.path().join(xtream_core::storyboard::SPRITE_NAME);
+        let playable_or_encoded = tokio::sync::Notify::new();
         let make_storyboard = async {
+            playable_or_encoded.notified().await;
             match &storyboard {
                 Some(board) => {
                     let args = media::storyboard_args(&original, &sprite, board);
@@ -474,10 +478,13 @@ impl Transcoder {
                                 .time_to_playable
                                 .observe(clock.elapsed().as_secs_f64());
                             tracing::info!(video = %id, after = ?clock.elapsed(), "playable");
+                            playable_or_encoded.notify_one();
                         }
                     }
                 }
             }
+            // A short video may be encoded before a tick saw it playable.
+            playable_or_encoded.notify_one();
             publisher.finish().await?;
             Ok::<_, JobError>(record)
         };
