@@ -96,30 +96,28 @@ impl Metrics {
             "xtream_worker_relay_failures_total",
             "Outbox events the relay could not publish; left for its next run.",
         );
-        let job_duration = Histogram::with_opts(
-            HistogramOpts::new(
-                "xtream_worker_job_duration_seconds",
-                "Wall time of a transcoding job.",
-            )
-            .buckets(vec![
+        let histogram = |name: &str, help: &str, buckets: &[f64]| {
+            let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets.to_vec()))
+                .expect("valid metric");
+            registry
+                .register(Box::new(h.clone()))
+                .expect("unique metric");
+            h
+        };
+        let job_duration = histogram(
+            "xtream_worker_job_duration_seconds",
+            "Wall time of a transcoding job.",
+            &[
                 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
-            ]),
-        )
-        .expect("valid metric");
-        registry
-            .register(Box::new(job_duration.clone()))
-            .expect("unique metric");
-        let time_to_playable = Histogram::with_opts(
-            HistogramOpts::new(
-                "xtream_worker_time_to_playable_seconds",
-                "From taking the event to the video playable (first segment of every rendition published).",
-            )
-            .buckets(vec![0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0]),
-        )
-        .expect("valid metric");
-        registry
-            .register(Box::new(time_to_playable.clone()))
-            .expect("unique metric");
+            ],
+        );
+        let time_to_playable = histogram(
+            "xtream_worker_time_to_playable_seconds",
+            "From taking the event to the video playable (first segment of every rendition published).",
+            &[
+                0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0,
+            ],
+        );
         let jobs_running =
             IntGauge::new("xtream_worker_jobs_running", "Jobs running now.").expect("valid metric");
         registry

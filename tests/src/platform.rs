@@ -219,11 +219,11 @@ impl Platform {
         ("authorization", format!("Bearer {}", self.api_key))
     }
 
-    /// `http://ADDR/metrics` of the embedded host (Spin's request counter);
-    /// `None` under `spin up`, which pushes its metrics over OTLP instead.
-    pub fn metrics_url(&self) -> Option<String> {
-        let addr = self.host.as_ref()?.metrics_addr?;
-        Some(format!("http://{addr}/metrics"))
+    /// Where the embedded host serves `GET /metrics` (Spin's request
+    /// counter); `None` under `spin up`, which pushes its metrics over OTLP
+    /// instead.
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.host.as_ref()?.metrics_addr
     }
 
     /// The URL of `path` on the platform.

@@ -16,11 +16,9 @@ async fn monitored(stack: &Stack) -> (Worker, Prometheus) {
     let worker_target = worker.base.trim_start_matches("http://").to_owned();
     let host_target = stack
         .platform
-        .metrics_url()
+        .metrics_addr()
         .expect("the embedded host serves /metrics")
-        .trim_start_matches("http://")
-        .trim_end_matches("/metrics")
-        .to_owned();
+        .to_string();
     let prometheus = Prometheus::start(&[
         ("xtream-worker", worker_target),
         ("xtream-functions", host_target),

@@ -68,6 +68,16 @@ impl Pipeline {
     }
 }
 
+/// Waits for video `id` to end its transcoding, and checks it ended
+/// `ready`; the worker's log explains a failure.
+async fn ready(db: &Postgres, worker: &Worker, id: &str) -> Value {
+    let ended = wait_for_status(db, id, &["ready", "failed"], Duration::from_secs(120))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\nworker log:\n{}", worker.log()));
+    assert_eq!(ended["status"], "ready", "{ended}");
+    ended
+}
+
 #[tokio::test]
 async fn an_upload_becomes_a_playable_hls_ladder() {
     let Pipeline {
@@ -87,10 +97,7 @@ async fn an_upload_becomes_a_playable_hls_ladder() {
     assert_eq!(tansu.the_upload_event().await["video_id"], id);
 
     let bucket = garage.bucket();
-    let ready = wait_for_status(&db, id, &["ready", "failed"], Duration::from_secs(120))
-        .await
-        .unwrap_or_else(|e| panic!("{e}\nworker log:\n{}", worker.log()));
-    assert_eq!(ready["status"], "ready", "{ready}");
+    let ready = ready(&db, &worker, id).await;
     let duration = ready["duration_seconds"].as_f64().unwrap();
     assert!((duration - 5.0).abs() < 0.2, "{duration}");
     assert_eq!(
@@ -322,15 +329,7 @@ async fn storyboard_cues_cover_the_whole_video_inside_the_sprite() {
         .as_str()
         .unwrap()
         .to_owned();
-    let ready = wait_for_status(
-        &pipeline.db,
-        &id,
-        &["ready", "failed"],
-        Duration::from_secs(120),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{e}\nworker log:\n{}", pipeline.worker.log()));
-    assert_eq!(ready["status"], "ready", "{ready}");
+    let ready = ready(&pipeline.db, &pipeline.worker, &id).await;
     let duration_ms = (ready["duration_seconds"].as_f64().unwrap() * 1000.0).round() as u64;
 
     // The API names the index; the stream component serves it.
@@ -463,7 +462,6 @@ async fn a_video_plays_while_it_transcodes_and_its_playlists_grow_then_close() {
         .as_str()
         .unwrap()
         .to_owned();
-    let worker_log = || pipeline.worker.log();
 
     // Playable while still transcoding: the API says so and links the HLS.
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
@@ -479,7 +477,7 @@ async fn a_video_plays_while_it_transcodes_and_its_playlists_grow_then_close() {
         assert!(
             !["ready", "failed"].contains(&video["status"].as_str().unwrap()),
             "{video}\n{}",
-            worker_log()
+            pipeline.worker.log()
         );
         assert!(
             std::time::Instant::now() < deadline,
@@ -556,15 +554,7 @@ async fn a_video_plays_while_it_transcodes_and_its_playlists_grow_then_close() {
     assert!(final_segments.len() > seen.last().unwrap().len(), "{last}");
 
     // Ready: the playlists are final, VOD, cacheable.
-    let ready = wait_for_status(
-        &pipeline.db,
-        &id,
-        &["ready", "failed"],
-        Duration::from_secs(120),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{e}\n{}", worker_log()));
-    assert_eq!(ready["status"], "ready", "{ready}");
+    let ready = ready(&pipeline.db, &pipeline.worker, &id).await;
     let ready_after = uploaded.elapsed();
     for rung in ["360p", "720p"] {
         let (status, cache, playlist) =
