@@ -1,6 +1,7 @@
 //! The original Xtream routes keep working for existing clients.
 
 use serde_json::Value;
+use xtream_core::metadata::WHOLE_CATALOG_CACHE_MAX_VIDEOS;
 use xtream_tests::Stack;
 use xtream_tests::bodies::{self, FormPart};
 
@@ -149,23 +150,22 @@ async fn original_listing_pages_with_a_cursor_header_newest_first() {
     assert_eq!(stack.db.row_counts().await.unwrap()[0], 5);
 }
 
-/// The original `GET /videos` listed every video. With more than the
-/// largest page (100) stored, the bare array still holds them all, newest
-/// first: it is written page by page, not cut at the first.
-#[tokio::test]
-async fn original_listing_without_a_limit_holds_every_video() {
-    let stack = Stack::start().await.unwrap();
-    let client = stack.db.connect().await.unwrap();
-    let stored = 250;
+/// Stores `count` videos titled "Stored 1" to "Stored {count}", in that
+/// order (so the last is the newest), straight into the database.
+async fn store_videos(client: &tokio_postgres::Client, count: i32) {
     client
         .execute(
             "INSERT INTO videos (id, title, filename, size, content_type, status) \
              SELECT gen_random_uuid(), 'Stored ' || n, 'clip.mp4', n, 'video/mp4', 'uploaded' \
              FROM generate_series(1, $1::int) AS n ORDER BY n",
-            &[&stored],
+            &[&count],
         )
         .await
         .unwrap();
+}
+
+/// The titles `GET /videos` lists, in its order.
+async fn listed_titles(stack: &Stack) -> Vec<String> {
     let response = stack
         .platform
         .client
@@ -176,12 +176,27 @@ async fn original_listing_without_a_limit_holds_every_video() {
     assert_eq!(response.status(), 200);
     assert!(response.headers().get("x-next-cursor").is_none());
     let all: Vec<Value> = response.json().await.unwrap();
-    let titles: Vec<String> = all
-        .iter()
+    all.iter()
         .map(|v| v["title"].as_str().unwrap().to_owned())
-        .collect();
+        .collect()
+}
+
+/// The original `GET /videos` listed every video. With more stored than
+/// the largest array kept cached, the bare array still holds them all,
+/// newest first: it is written page by page, not cut, and not cached.
+#[tokio::test]
+async fn original_listing_without_a_limit_holds_every_video() {
+    let stack = Stack::start().await.unwrap();
+    let client = stack.db.connect().await.unwrap();
+    let stored = WHOLE_CATALOG_CACHE_MAX_VIDEOS as i32 + 150;
+    store_videos(&client, stored).await;
     let newest_first: Vec<String> = (1..=stored).rev().map(|n| format!("Stored {n}")).collect();
-    assert_eq!(titles, newest_first);
+    assert_eq!(listed_titles(&stack).await, newest_first);
+    let cached = client
+        .query("SELECT generation FROM whole_catalog_cache", &[])
+        .await
+        .unwrap();
+    assert!(cached.is_empty(), "too big a catalog is not cached");
 
     // Filters still apply to the whole list, and a bad one is still a 400.
     let (status, none) = stack
@@ -196,4 +211,78 @@ async fn original_listing_without_a_limit_holds_every_video() {
         .await
         .unwrap();
     assert_eq!(status, 400);
+}
+
+/// The whole catalog is answered from the array kept in the database for
+/// as long as no video changes, and every change shows on the next call,
+/// including one that was still being written while an array was built.
+#[tokio::test]
+async fn original_listing_is_cached_until_a_video_changes() {
+    // A server of its own: whether an array is kept depends on every
+    // transaction in progress on the server, other tests' included.
+    let stack = Stack::start_with_private_db(&[]).await.unwrap();
+    let client = stack.db.connect().await.unwrap();
+    assert!(listed_titles(&stack).await.is_empty());
+    store_videos(&client, 30).await;
+    let mut expected: Vec<String> = (1..=30).rev().map(|n| format!("Stored {n}")).collect();
+    assert_eq!(listed_titles(&stack).await, expected);
+    let row = client
+        .query_one(
+            "SELECT cache.generation = changes.last_value \
+             FROM whole_catalog_cache AS cache, catalog_changes AS changes",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(
+        row.get::<_, bool>(0),
+        "the array built is kept at the current generation"
+    );
+
+    // Kept and answered while nothing changes: a marker put in its place
+    // is what the next call gets.
+    client
+        .execute(
+            "UPDATE whole_catalog_cache SET body = '[{\"title\": \"from the cache\"}]'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(listed_titles(&stack).await, ["from the cache"]);
+
+    // A change shows at once: renamed, added, deleted.
+    client
+        .execute(
+            "UPDATE videos SET title = 'Renamed' WHERE title = 'Stored 30'",
+            &[],
+        )
+        .await
+        .unwrap();
+    expected[0] = "Renamed".into();
+    assert_eq!(listed_titles(&stack).await, expected);
+    let added = legacy_upload(&stack, b"one more").await;
+    expected.insert(0, added["title"].as_str().unwrap().to_owned());
+    assert_eq!(listed_titles(&stack).await, expected);
+    client
+        .execute("DELETE FROM videos WHERE title = 'Stored 1'", &[])
+        .await
+        .unwrap();
+    expected.pop();
+    assert_eq!(listed_titles(&stack).await, expected);
+
+    // A change still in progress while an array is built is not in it, and
+    // that array must not be kept: once the change commits, it shows.
+    let mut writer = stack.db.connect().await.unwrap();
+    let transaction = writer.transaction().await.unwrap();
+    transaction
+        .execute(
+            "UPDATE videos SET title = 'Committed later' WHERE title = 'Stored 29'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(listed_titles(&stack).await, expected);
+    transaction.commit().await.unwrap();
+    expected[2] = "Committed later".into();
+    assert_eq!(listed_titles(&stack).await, expected);
 }

@@ -709,7 +709,8 @@ async fn migrations_rerun_cleanly_and_an_edited_one_is_refused() {
             "streamed_uploads",
             "upload_sessions",
             "video_deletions",
-            "videos"
+            "videos",
+            "whole_catalog_cache"
         ]
     );
     // Data survives a rerun.

@@ -47,6 +47,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "playable",
         include_str!("../../../migrations/0005_playable.sql"),
     ),
+    (
+        6,
+        "whole_catalog_cache",
+        include_str!("../../../migrations/0006_whole_catalog_cache.sql"),
+    ),
 ];
 
 /// One value bound to a placeholder.
@@ -718,6 +723,103 @@ impl ListQuery {
     }
 }
 
+impl ListQuery {
+    /// Whether this asks for the whole catalog as it is: no filter, no
+    /// cursor. Only that answer is cached ([`cached_whole_catalog`]).
+    pub fn is_whole_catalog(&self) -> bool {
+        self.before_position.is_none() && self.status.is_none() && self.words.is_empty()
+    }
+}
+
+/// The largest catalog whose whole array is kept in
+/// `whole_catalog_cache` (about 0.8 KiB a video, so a few MiB held by the
+/// component that builds it). A bigger one is streamed page by page on
+/// every call instead.
+pub const WHOLE_CATALOG_CACHE_MAX_VIDEOS: usize = 4000;
+
+/// The catalog's generation now and, if no video changed since it was
+/// built, the cached array of every video: one row `(generation bigint,
+/// body text or NULL)`.
+///
+/// The generation is `catalog_changes`' value, which a trigger advances on
+/// every change to `videos` as it happens, whether or not the change is
+/// committed yet (sequences ignore transactions). That is why a reader
+/// that builds the array reads the generation here, in a statement of its
+/// own, before [`whole_catalog_rows`].
+pub fn cached_whole_catalog() -> Statement {
+    Statement {
+        sql: "SELECT changes.last_value, cache.body FROM catalog_changes AS changes \
+              LEFT JOIN whole_catalog_cache AS cache ON cache.generation = changes.last_value"
+            .into(),
+        params: Vec::new(),
+    }
+}
+
+/// Every video, newest first, at most `limit` and one more to tell that
+/// there are more: rows `(builder boolean, settled boolean, record json,
+/// position bigint)`, the first two the same on every row, and one row of
+/// NULL record and position when there is no video.
+///
+/// `settled` says whether the array built from these rows may be stored
+/// under the generation read just before ([`cached_whole_catalog`]). A
+/// change counted up to that generation was written before this statement
+/// began, by a transaction that had its id by then. Settled means that no
+/// transaction was in progress as this statement's snapshot was taken:
+/// none is listed in it (`xip`), and none had an id at or above its
+/// `xmax` (which is only one past the last transaction completed): the id
+/// this statement takes is the first after them. So such a change is
+/// committed (and in these rows) or rolled back. A change counted later
+/// carries a higher generation, and an array stored under an older one is
+/// never served once the generation has moved on.
+///
+/// Taking an id would make concurrent builders see each other in progress
+/// and never settle, so only one at a time checks: the `builder`, who got
+/// the session lock that [`release_whole_catalog_builder`] gives back. The
+/// others build their answer without checking, and store nothing.
+pub fn whole_catalog_rows(limit: usize) -> Statement {
+    let mut s = Statement::default();
+    let limit = s.bind(bigint(limit as u64 + 1));
+    s.sql = format!(
+        "SELECT lock.builder, settled.yes, listed.record, listed.position \
+         FROM (SELECT pg_try_advisory_lock({WHOLE_CATALOG_BUILDER}) AS builder) AS lock \
+         CROSS JOIN LATERAL (SELECT CASE WHEN lock.builder THEN \
+             NOT EXISTS (SELECT FROM pg_snapshot_xip(pg_current_snapshot())) \
+             AND pg_snapshot_xmax(pg_current_snapshot()) = pg_current_xact_id() \
+           ELSE false END AS yes) AS settled \
+         LEFT JOIN LATERAL (SELECT {RECORD_JSON} AS record, position FROM videos \
+           ORDER BY position DESC LIMIT {limit}) AS listed ON true \
+         ORDER BY listed.position DESC"
+    );
+    s
+}
+
+/// The advisory lock of the one builder that may store the whole catalog.
+const WHOLE_CATALOG_BUILDER: &str = "hashtext('xtream.whole_catalog_builder')";
+
+/// Gives back the lock [`whole_catalog_rows`]' builder took. (Should a
+/// component fail before, the pool's reset of the connection releases it.)
+pub fn release_whole_catalog_builder() -> Statement {
+    Statement {
+        sql: format!("SELECT pg_advisory_unlock({WHOLE_CATALOG_BUILDER})"),
+        params: Vec::new(),
+    }
+}
+
+/// Keeps `body`, the array of every video at `generation`, unless a newer
+/// one is kept already.
+pub fn store_whole_catalog(generation: i64, body: String) -> Statement {
+    let mut s = Statement::default();
+    let generation = s.bind(Param::BigInt(generation));
+    let body = s.bind(Param::Text(body));
+    s.sql = format!(
+        "INSERT INTO whole_catalog_cache (generation, body) VALUES ({generation}, {body}) \
+         ON CONFLICT (only_row) DO UPDATE \
+           SET generation = excluded.generation, body = excluded.body \
+           WHERE whole_catalog_cache.generation < excluded.generation"
+    );
+    s
+}
+
 fn parse_status(value: &str) -> Result<VideoStatus, ApiError> {
     serde_json::from_value(serde_json::Value::String(value.to_owned())).map_err(|_| {
         ApiError::bad_request(format!(
@@ -819,6 +921,10 @@ mod tests {
             video_exists(r.id),
             claim_unsent(5, 100),
             ping(),
+            cached_whole_catalog(),
+            whole_catalog_rows(WHOLE_CATALOG_CACHE_MAX_VIDEOS),
+            store_whole_catalog(9, "[]".into()),
+            release_whole_catalog_builder(),
             ListQuery::default().statement(),
             ListQuery::from_query("status=ready&q=red+cat&cursor=".to_owned().as_str())
                 .unwrap()
@@ -971,6 +1077,28 @@ mod tests {
         for bad in ["limit=0", "limit=101", "limit=-1", "limit=ten", "limit="] {
             assert_eq!(ListQuery::from_query(bad).unwrap_err().status, 400, "{bad}");
         }
+    }
+
+    #[test]
+    fn only_the_unfiltered_whole_catalog_is_cached() {
+        assert!(ListQuery::from_query("").unwrap().is_whole_catalog());
+        // An empty filter filters nothing.
+        assert!(
+            ListQuery::from_query("status=&q=")
+                .unwrap()
+                .is_whole_catalog()
+        );
+        for filtered in ["status=ready", "q=cat", "cursor=cDk"] {
+            let list = ListQuery::from_query(filtered).unwrap();
+            assert!(!list.is_whole_catalog(), "{filtered}");
+        }
+        // Newest first, one more than is kept, so a bigger catalog shows.
+        assert_eq!(whole_catalog_rows(10).params, vec![Param::BigInt(11)],);
+        assert!(
+            whole_catalog_rows(10)
+                .sql
+                .contains("ORDER BY position DESC")
+        );
     }
 
     #[test]

@@ -1,10 +1,11 @@
 //! Reading and deleting videos: pages newest first, single records, delete.
 
 use crate::db::{self, Metadata};
-use crate::http::respond_error;
+use crate::http::{respond_bytes, respond_error};
 use crate::storage::ObjectStore;
 use futures::SinkExt;
 use spin_sdk::http::{Fields, OutgoingResponse, ResponseOutparam};
+use spin_sdk::pg4::DbValue;
 use xtream_core::catalog::{ArrayWriter, Page};
 use xtream_core::metadata::{self, ListQuery};
 use xtream_core::{ApiError, VideoId, VideoRecord, keys};
@@ -20,15 +21,31 @@ pub fn page(db: &Metadata, query: &ListQuery) -> Result<Page, ApiError> {
 }
 
 /// Answers every video `query` matches (its `limit` is the page size used
-/// underneath) as one JSON array, written page by page: the original
-/// `GET /videos` listed everything, and a catalog of any size must neither
-/// be cut at a page nor be held in memory. A failure before the first byte
-/// is an error answer; one later ends the body without its closing
-/// bracket, so the client sees an incomplete array rather than a short one.
+/// underneath) as one JSON array: the original `GET /videos` listed
+/// everything.
+///
+/// The whole catalog, unfiltered, is answered from the array cached in the
+/// database while no video has changed, and otherwise built, answered and
+/// cached for the calls after ([`whole_catalog`]). A catalog too big to
+/// cache, and any filtered listing, is written page by page: it must
+/// neither be cut at a page nor be held in memory. A failure before the
+/// first byte is an error answer; one later ends the body without its
+/// closing bracket, so the client sees an incomplete array rather than a
+/// short one.
 pub async fn respond_all(out: ResponseOutparam, mut query: ListQuery) {
-    let first = db::open().and_then(|db| Ok((page(&db, &query)?, db)));
+    let first = db::open().and_then(|db| {
+        let first = if query.is_whole_catalog() {
+            whole_catalog(&db)?
+        } else {
+            Everything::StartsWith(page(&db, &query)?)
+        };
+        Ok((first, db))
+    });
     let (mut current, db) = match first {
-        Ok(opened) => opened,
+        Ok((Everything::Array(body), _)) => {
+            return respond_bytes(out, 200, body.into_bytes(), &[]).await;
+        }
+        Ok((Everything::StartsWith(page), db)) => (page, db),
         Err(error) => return respond_error(out, &error).await,
     };
     let headers = Fields::from_list(&[("content-type".to_owned(), b"application/json".to_vec())])
@@ -61,6 +78,74 @@ pub async fn respond_all(out: ResponseOutparam, mut query: ListQuery) {
         };
     }
     let _ = sink.send(array.close().to_vec()).await;
+}
+
+/// Every video, as [`respond_all`] starts answering it.
+enum Everything {
+    /// The whole JSON array.
+    Array(String),
+    /// Its first page; the rest follows page by page.
+    StartsWith(Page),
+}
+
+/// The whole catalog: the cached array if no video changed since it was
+/// built; else the array built now (and cached, when nothing was being
+/// written meanwhile), or for a catalog too big to cache, its first
+/// [`metadata::WHOLE_CATALOG_CACHE_MAX_VIDEOS`] videos.
+fn whole_catalog(db: &Metadata) -> Result<Everything, ApiError> {
+    let mut cached = db.rows(&metadata::cached_whole_catalog())?;
+    let Some(mut row) = cached.pop() else {
+        return Err(ApiError::internal("the catalog has no generation"));
+    };
+    if let Some(body) = db::take_optional_text(&mut row, 1)? {
+        return Ok(Everything::Array(body));
+    }
+    let generation = db::int64(&row, 0)?;
+    let limit = metadata::WHOLE_CATALOG_CACHE_MAX_VIDEOS;
+    let rows = db.rows(&metadata::whole_catalog_rows(limit))?;
+    let (builder, settled) = match rows.first() {
+        Some(first) => (db::boolean(first, 0)?, db::boolean(first, 1)?),
+        None => return Err(ApiError::internal("the catalog query answered no row")),
+    };
+    let built = build_whole_catalog(&rows, limit);
+    if builder {
+        if let Ok(Everything::Array(body)) = &built
+            && settled
+        {
+            // Only a later call is slower if this fails.
+            let stored = db.execute(&metadata::store_whole_catalog(generation, body.clone()));
+            if let Err(error) = stored {
+                eprintln!("the catalog's array is not cached: {}", error.message);
+            }
+        }
+        if let Err(error) = db.execute(&metadata::release_whole_catalog_builder()) {
+            eprintln!(
+                "the catalog builder's lock is left to the pool: {}",
+                error.message
+            );
+        }
+    }
+    built
+}
+
+/// The answer made of [`metadata::whole_catalog_rows`]' rows.
+fn build_whole_catalog(rows: &[Vec<DbValue>], limit: usize) -> Result<Everything, ApiError> {
+    let mut listed = Vec::with_capacity(rows.len());
+    for row in rows {
+        if let Some(position) = db::optional_int64(row, 3)? {
+            listed.push((db::text(row, 2)?, position));
+        }
+    }
+    let everything = Page::from_rows(listed, limit)?;
+    if everything.next_cursor.is_some() {
+        return Ok(Everything::StartsWith(everything));
+    }
+    let mut array = ArrayWriter::default();
+    let mut body = array.open().to_vec();
+    body.extend(array.items(&everything.videos)?);
+    body.extend(array.close());
+    let body = String::from_utf8(body).expect("serde_json writes UTF-8");
+    Ok(Everything::Array(body))
 }
 
 /// The record of `id`, or a 404.

@@ -94,6 +94,24 @@ pub fn text(row: &[DbValue], index: usize) -> Result<String, ApiError> {
     }
 }
 
+/// Column `index` of `row` as text, taken out of the row (no copy: it
+/// may be large), `None` when NULL.
+pub fn take_optional_text(row: &mut [DbValue], index: usize) -> Result<Option<String>, ApiError> {
+    match row.get_mut(index) {
+        Some(DbValue::DbNull) => Ok(None),
+        Some(DbValue::Str(text)) => Ok(Some(std::mem::take(text))),
+        other => Err(unexpected(index, other.map(|value| &*value))),
+    }
+}
+
+/// Column `index` of `row` as a boolean.
+pub fn boolean(row: &[DbValue], index: usize) -> Result<bool, ApiError> {
+    match row.get(index) {
+        Some(DbValue::Boolean(value)) => Ok(*value),
+        other => Err(unexpected(index, other)),
+    }
+}
+
 /// Column `index` of `row` as a 64-bit integer.
 pub fn int64(row: &[DbValue], index: usize) -> Result<i64, ApiError> {
     match row.get(index) {

@@ -90,7 +90,8 @@ pub async fn respond(out: ResponseOutparam, status: u16, result: Result<impl Ser
     }
 }
 
-async fn respond_bytes(
+/// Answers with `body`, JSON already encoded.
+pub async fn respond_bytes(
     out: ResponseOutparam,
     status: u16,
     body: Vec<u8>,
