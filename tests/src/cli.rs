@@ -20,10 +20,7 @@ fn build_cli() -> Result<PathBuf, String> {
     if !status.success() {
         return Err(format!("building xtream-cli failed: {status}"));
     }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| crate::workspace_root().join("target"));
-    Ok(target.join("debug").join("xtream"))
+    Ok(crate::target_dir().join("debug").join("xtream"))
 }
 
 /// The path of the `xtream` binary, building it first if needed.

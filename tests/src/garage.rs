@@ -1,9 +1,10 @@
 //! A real Garage S3 server for one test.
 
+use crate::DataDir;
 use crate::s3::Bucket;
 use anyhow::{Context, bail};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 /// Garage's access key format: `GK` and 24 hex digits.
@@ -13,13 +14,11 @@ const SECRET_KEY: &str = "5ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e7
 /// The bucket the platform uses.
 pub const BUCKET: &str = "xtream";
 /// The bucket's lifecycle rules (abort multipart uploads unfinished after a
-/// day): the file `./x up` applies to its Garage too.
+/// day), given to every Garage, the dev stack's included.
 pub const BUCKET_LIFECYCLE: &str = include_str!("../data/s3/bucket-lifecycle.xml");
-/// Where [`BUCKET_LIFECYCLE`] lives, relative to the workspace root.
-pub const BUCKET_LIFECYCLE_FILE: &str = "tests/data/s3/bucket-lifecycle.xml";
 
-/// A running single-node Garage with a default bucket and key, on free
-/// ports, storing into a temporary directory. Killed on drop.
+/// A running single-node Garage with a default bucket and key. Killed on
+/// drop; stopped cleanly instead when its data is kept.
 pub struct Garage {
     /// `http://127.0.0.1:PORT`, the S3 API.
     pub endpoint: String,
@@ -29,35 +28,60 @@ pub struct Garage {
     pub secret_key: String,
     /// The bucket name.
     pub bucket: String,
-    dir: tempfile::TempDir,
+    dir: DataDir,
     child: Option<Child>,
+}
+
+/// How a Garage is set up: [`GarageSettings::for_tests`], or the dev
+/// stack's (fixed ports, data kept, a development key).
+pub struct GarageSettings {
+    /// The S3 API's port.
+    pub s3_port: u16,
+    /// The RPC port (single node: only Garage itself uses it).
+    pub rpc_port: u16,
+    /// The default key's id: `GK` and 24 hex digits.
+    pub access_key: String,
+    /// The default key's secret (64 hex digits), also the RPC secret.
+    pub secret_key: String,
+    /// Where `garage.toml`, the metadata, the data and `garage.log` go.
+    pub dir: DataDir,
+}
+
+impl GarageSettings {
+    /// Free ports, a temporary directory and the tests' key.
+    pub fn for_tests() -> anyhow::Result<Self> {
+        Ok(Self {
+            s3_port: crate::free_port(),
+            rpc_port: crate::free_port(),
+            access_key: ACCESS_KEY.into(),
+            secret_key: SECRET_KEY.into(),
+            dir: DataDir::temporary()?,
+        })
+    }
 }
 
 /// Where the project's setup installs Garage (see `./x setup`), unless
 /// `XTREAM_GARAGE` names the binary.
 pub fn garage_binary() -> PathBuf {
-    if let Some(path) = std::env::var_os("XTREAM_GARAGE") {
-        return path.into();
-    }
-    let cache = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .unwrap_or_else(|| PathBuf::from("/tmp"));
-    let installed = cache.join("xtream/tools/bin/garage");
-    if installed.exists() {
-        installed
-    } else {
-        PathBuf::from("garage")
-    }
+    crate::tool("garage", "XTREAM_GARAGE")
 }
 
 impl Garage {
-    /// Starts a fresh Garage, waits until its bucket answers and gives the
-    /// bucket its lifecycle rules ([`BUCKET_LIFECYCLE`]), as `./x up` does.
+    /// Starts a fresh Garage for a test ([`GarageSettings::for_tests`]).
     pub async fn start() -> anyhow::Result<Self> {
-        let dir = tempfile::tempdir()?;
-        let s3_port = crate::free_port();
-        let rpc_port = crate::free_port();
+        Self::start_with(GarageSettings::for_tests()?).await
+    }
+
+    /// Starts Garage as `settings` say, waits until its bucket answers and
+    /// gives the bucket its lifecycle rules ([`BUCKET_LIFECYCLE`]).
+    pub async fn start_with(settings: GarageSettings) -> anyhow::Result<Self> {
+        let GarageSettings {
+            s3_port,
+            rpc_port,
+            access_key,
+            secret_key,
+            dir,
+        } = settings;
         let config = format!(
             r#"metadata_dir = "{dir}/meta"
 data_dir = "{dir}/data"
@@ -65,7 +89,7 @@ db_engine = "sqlite"
 replication_factor = 1
 rpc_bind_addr = "127.0.0.1:{rpc_port}"
 rpc_public_addr = "127.0.0.1:{rpc_port}"
-rpc_secret = "{secret}"
+rpc_secret = "{secret_key}"
 
 [s3_api]
 s3_region = "us-east-1"
@@ -73,17 +97,17 @@ api_bind_addr = "127.0.0.1:{s3_port}"
 root_domain = ".s3.garage.localhost"
 "#,
             dir = dir.path().display(),
-            secret = SECRET_KEY,
         );
         std::fs::write(dir.path().join("garage.toml"), config)?;
         let mut garage = Self {
             endpoint: format!("http://127.0.0.1:{s3_port}"),
-            access_key: ACCESS_KEY.into(),
-            secret_key: SECRET_KEY.into(),
+            access_key,
+            secret_key,
             bucket: BUCKET.into(),
             dir,
             child: None,
         };
+        std::fs::File::create(garage.log_path())?;
         garage.resume().await?;
         garage
             .bucket()
@@ -113,8 +137,10 @@ root_domain = ".s3.garage.localhost"
 
     /// Starts the server again on the same ports and data.
     pub async fn resume(&mut self) -> anyhow::Result<()> {
-        let log = std::fs::File::create(self.dir.path().join("garage.log"))?;
-        let child = Command::new(garage_binary())
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.log_path())?;
+        let child = crate::server_command(garage_binary())
             .arg("-c")
             .arg(self.dir.path().join("garage.toml"))
             .args(["server", "--single-node", "--default-bucket"])
@@ -153,13 +179,23 @@ root_domain = ".s3.garage.localhost"
         }
     }
 
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("garage.log")
+    }
+
     fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("garage.log")).unwrap_or_default()
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
     }
 }
 
 impl Drop for Garage {
     fn drop(&mut self) {
-        self.stop();
+        match self.child.as_mut() {
+            Some(child) if self.dir.is_kept() => {
+                crate::stop_child(child, libc::SIGTERM, Duration::from_secs(10));
+                self.child = None;
+            }
+            _ => self.stop(),
+        }
     }
 }

@@ -6,6 +6,7 @@
 //! fetch, consumer groups, offset commits, headers, idempotent producers.
 //! Topics must be created first (it does not create them on use).
 
+use crate::LogFile;
 use anyhow::{Context, bail};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -13,7 +14,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 /// Partitions of every topic the tests create: more than one, so keying
@@ -22,28 +23,16 @@ pub const PARTITIONS: i32 = 3;
 
 /// Where `./x setup` installs tansu, unless `XTREAM_TANSU` names the binary.
 pub fn tansu_binary() -> PathBuf {
-    if let Some(path) = std::env::var_os("XTREAM_TANSU") {
-        return path.into();
-    }
-    let cache = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .unwrap_or_else(|| PathBuf::from("/tmp"));
-    let installed = cache.join("xtream/tools/bin/tansu");
-    if installed.exists() {
-        installed
-    } else {
-        PathBuf::from("tansu")
-    }
+    crate::tool("tansu", "XTREAM_TANSU")
 }
 
-/// A running tansu broker with in-memory storage on a free port. Killed on
-/// drop (its data goes with it).
+/// A running tansu broker with in-memory storage. Killed on drop (its data
+/// goes with it).
 pub struct Tansu {
     /// `127.0.0.1:PORT`, for `bootstrap.servers`.
     pub brokers: String,
     port: u16,
-    log: tempfile::NamedTempFile,
+    log: LogFile,
     child: Option<Child>,
 }
 
@@ -79,13 +68,19 @@ impl Record {
 }
 
 impl Tansu {
-    /// Starts a broker and waits until it answers metadata requests.
+    /// Starts a broker on a free port, logging to a temporary file, and
+    /// waits until it answers metadata requests.
     pub async fn start() -> anyhow::Result<Self> {
-        let port = crate::free_port();
+        Self::start_on(crate::free_port(), LogFile::temporary()?).await
+    }
+
+    /// Starts a broker on `port`, logging to `log`, and waits until it
+    /// answers metadata requests.
+    pub async fn start_on(port: u16, log: LogFile) -> anyhow::Result<Self> {
         let mut tansu = Self {
             brokers: format!("127.0.0.1:{port}"),
             port,
-            log: tempfile::NamedTempFile::new()?,
+            log,
             child: None,
         };
         tansu.resume().await?;
@@ -103,7 +98,7 @@ impl Tansu {
     /// Starts the broker again on the same port, empty.
     pub async fn resume(&mut self) -> anyhow::Result<()> {
         let url = format!("tcp://127.0.0.1:{}", self.port);
-        let child = Command::new(tansu_binary())
+        let child = crate::server_command(tansu_binary())
             .args([
                 "broker",
                 "--listener-url",
@@ -114,7 +109,7 @@ impl Tansu {
             .args(["--storage-engine", "memory://tansu/"])
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
-            .stderr(self.log.reopen()?)
+            .stderr(self.log.append()?)
             .spawn()
             .with_context(|| {
                 format!(

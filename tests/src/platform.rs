@@ -1,9 +1,11 @@
 //! The platform under test: the real components in the embedded host, or
 //! in a real `spin up` when `XTREAM_SPIN` names a Spin CLI.
 
-use crate::{Garage, Postgres};
+use crate::{Garage, LogFile, Postgres};
 use anyhow::{Context, bail};
 use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
 use xtream_host::{HostConfig, RunningHost};
@@ -33,8 +35,9 @@ pub struct Platform {
     /// The (first) API key the platform accepts.
     pub api_key: String,
     host: Option<RunningHost>,
-    /// `spin up`, when `XTREAM_SPIN` names a Spin CLI; killed on drop.
-    spin: Option<SpinUp>,
+    /// The serving process, when the host does not run in this one
+    /// (`XTREAM_SPIN`, the dev stack); killed on drop.
+    process: Option<PlatformProcess>,
 }
 
 /// The environment variable naming a Spin CLI to serve the components with
@@ -43,45 +46,103 @@ pub struct Platform {
 /// behaves as Spin does.
 pub const SPIN_CLI_VARIABLE: &str = "XTREAM_SPIN";
 
-/// A `spin up` child process serving spin.toml.
-struct SpinUp {
-    child: std::process::Child,
-    log: tempfile::NamedTempFile,
+/// A program that serves the platform as a process of its own.
+#[derive(Debug, Clone)]
+pub enum PlatformProgram {
+    /// `spin up` with this Spin CLI.
+    SpinUp(PathBuf),
+    /// The embedded host's binary (`target/release/xtream-host`), serving
+    /// Spin's request counter on `metrics`.
+    Host {
+        /// The binary.
+        binary: PathBuf,
+        /// Where it serves `GET /metrics`.
+        metrics: SocketAddr,
+    },
 }
 
-impl SpinUp {
-    /// Starts `spin up` on a free loopback port with the application
-    /// variables in `env`, and waits until `/health` answers.
-    async fn start(
-        spin: &std::path::Path,
-        env: &HashMap<String, String>,
-    ) -> anyhow::Result<(Self, String)> {
-        let port = crate::free_port();
-        let listen = format!("127.0.0.1:{port}");
-        let log = tempfile::NamedTempFile::new()?;
-        let child = Command::new(spin)
-            .current_dir(crate::workspace_root())
-            .args(["up", "--from", "spin.toml", "--listen", listen.as_str()])
-            .args(["--runtime-config-file", RUNTIME_CONFIG])
-            .envs(env)
-            .stdout(log.reopen()?)
-            .stderr(log.reopen()?)
+/// How the platform is served by a process of its own rather than by a
+/// host inside this one: the dev stack's way, and the tests' under
+/// `XTREAM_SPIN`.
+#[derive(Debug)]
+pub struct Served {
+    /// What serves it.
+    pub program: PlatformProgram,
+    /// Where it listens.
+    pub listen: SocketAddr,
+    /// Environment beyond the Spin variables
+    /// (`SPIN_WASMTIME_INSTANCE_COUNT`).
+    pub env: Vec<(String, String)>,
+    /// Where its output goes; `None`: the terminal.
+    pub log: Option<LogFile>,
+}
+
+/// The process serving the platform, killed on drop.
+struct PlatformProcess {
+    child: std::process::Child,
+    log: Option<LogFile>,
+    metrics: Option<SocketAddr>,
+}
+
+impl PlatformProcess {
+    /// Starts `served` with the application variables in `variables`, and
+    /// waits until `/health` answers.
+    async fn start(served: Served, variables: &HashMap<String, String>) -> anyhow::Result<Self> {
+        let root = crate::workspace_root();
+        let listen = served.listen.to_string();
+        let (mut command, metrics) = match &served.program {
+            PlatformProgram::SpinUp(spin) => {
+                let mut command = crate::server_command(spin);
+                command
+                    .args(["up", "--from", "spin.toml", "--listen", listen.as_str()])
+                    .args(["--runtime-config-file", RUNTIME_CONFIG]);
+                (command, None)
+            }
+            PlatformProgram::Host { binary, metrics } => {
+                let mut command = crate::server_command(binary);
+                command
+                    .arg("--manifest")
+                    .arg(root.join("spin.toml"))
+                    .args(["--listen", listen.as_str()])
+                    .arg("--runtime-config-file")
+                    .arg(root.join(RUNTIME_CONFIG))
+                    .args(["--metrics-listen", &metrics.to_string()]);
+                (command, Some(*metrics))
+            }
+        };
+        command
+            .current_dir(&root)
+            .envs(variables)
+            .envs(served.env.iter().map(|(k, v)| (k, v)));
+        if let Some(log) = &served.log {
+            command.stdout(log.append()?).stderr(log.append()?);
+        }
+        let child = command
             .spawn()
-            .with_context(|| format!("starting {} up", spin.display()))?;
-        let up = SpinUp { child, log };
+            .with_context(|| format!("starting {:?}", served.program))?;
+        let mut process = PlatformProcess {
+            child,
+            log: served.log,
+            metrics,
+        };
         let base = format!("http://{listen}");
         let client = reqwest::Client::new();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        // Long enough for a first start to compile every component.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
         loop {
             if let Ok(response) = client.get(format!("{base}/health")).send().await
                 && response.status().is_success()
             {
-                return Ok((up, base));
+                return Ok(process);
+            }
+            let log = process.log.as_ref().map(LogFile::read).unwrap_or_default();
+            if let Some(status) = process.child.try_wait()? {
+                bail!("{:?} exited ({status}): {log}", served.program);
             }
             if std::time::Instant::now() > deadline {
                 bail!(
-                    "spin up did not answer within 2 minutes: {}",
-                    std::fs::read_to_string(up.log.path()).unwrap_or_default()
+                    "{:?} did not answer within 5 minutes: {log}",
+                    served.program
                 );
             }
             tokio::time::sleep(std::time::Duration::from_millis(200)).await;
@@ -89,7 +150,7 @@ impl SpinUp {
     }
 }
 
-impl Drop for SpinUp {
+impl Drop for PlatformProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -97,8 +158,9 @@ impl Drop for SpinUp {
 }
 
 /// Builds the components by running spin.toml's own build commands, as
-/// `spin build` would, so tests never run stale .wasm files.
-fn build_components() -> Result<(), String> {
+/// `spin build` would, so tests never run stale .wasm files (and `./x
+/// build` builds what they run).
+pub fn build_components() -> Result<(), String> {
     let root = crate::workspace_root();
     let manifest = std::fs::read_to_string(root.join("spin.toml"))
         .map_err(|e| format!("cannot read spin.toml: {e}"))?;
@@ -138,51 +200,104 @@ impl Platform {
         if let Err(why) = BUILT.get_or_init(build_components) {
             bail!("{why}");
         }
-        let port = db.port.to_string();
-        let env: HashMap<String, String> = [
-            ("db_host", db.host.as_str()),
-            ("db_port", port.as_str()),
-            ("db_name", db.database.as_str()),
-            ("db_user", db.user.as_str()),
-            ("db_password", db.password.as_str()),
-            ("db_sslmode", "disable"),
-            ("s3_endpoint", garage.endpoint.as_str()),
-            ("s3_bucket", garage.bucket.as_str()),
-            ("s3_access_key", garage.access_key.as_str()),
-            ("s3_secret_key", garage.secret_key.as_str()),
-            ("api_keys", TEST_API_KEY),
-        ]
-        .into_iter()
-        .chain(variables.iter().copied())
-        .map(|(name, value)| {
-            (
-                format!("SPIN_VARIABLE_{}", name.to_uppercase()),
-                value.to_owned(),
-            )
-        })
-        .collect();
-
-        let api_key = variables
-            .iter()
-            .rev()
-            .find(|(name, _)| *name == "api_keys")
-            .map_or(TEST_API_KEY, |(_, keys)| keys)
-            .split(',')
-            .next()
-            .unwrap_or_default()
-            .trim()
-            .to_owned();
+        let env = spin_variables(garage, db, variables);
+        let api_key = first_api_key(variables);
         if let Some(spin) = std::env::var_os(SPIN_CLI_VARIABLE) {
-            let (spin, base) = SpinUp::start(std::path::Path::new(&spin), &env).await?;
-            return Ok(Self {
-                base,
-                client: keyed_client(&api_key)?,
-                anonymous: platform_client().build()?,
-                api_key,
-                host: None,
-                spin: Some(spin),
-            });
+            let served = Served {
+                program: PlatformProgram::SpinUp(spin.into()),
+                listen: SocketAddr::from(([127, 0, 0, 1], crate::free_port())),
+                env: Vec::new(),
+                log: Some(LogFile::temporary()?),
+            };
+            return Self::serve(served, &env, api_key).await;
         }
+        Self::start_in_process(env, api_key).await
+    }
+}
+
+/// The Spin variables (as `SPIN_VARIABLE_*` environment) that point the
+/// components at `garage` and `db`, then `variables`, which win.
+fn spin_variables(
+    garage: &Garage,
+    db: &Postgres,
+    variables: &[(&str, &str)],
+) -> HashMap<String, String> {
+    let port = db.port.to_string();
+    [
+        ("db_host", db.host.as_str()),
+        ("db_port", port.as_str()),
+        ("db_name", db.database.as_str()),
+        ("db_user", db.user.as_str()),
+        ("db_password", db.password.as_str()),
+        ("db_sslmode", "disable"),
+        ("s3_endpoint", garage.endpoint.as_str()),
+        ("s3_bucket", garage.bucket.as_str()),
+        ("s3_access_key", garage.access_key.as_str()),
+        ("s3_secret_key", garage.secret_key.as_str()),
+        ("api_keys", TEST_API_KEY),
+    ]
+    .into_iter()
+    .chain(variables.iter().copied())
+    .map(|(name, value)| {
+        (
+            format!("SPIN_VARIABLE_{}", name.to_uppercase()),
+            value.to_owned(),
+        )
+    })
+    .collect()
+}
+
+/// The first key of the `api_keys` among `variables`, else the tests' key.
+fn first_api_key(variables: &[(&str, &str)]) -> String {
+    variables
+        .iter()
+        .rev()
+        .find(|(name, _)| *name == "api_keys")
+        .map_or(TEST_API_KEY, |(_, keys)| keys)
+        .split(',')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_owned()
+}
+
+impl Platform {
+    /// Serves the platform by a process of its own as `served` says,
+    /// against `garage` and `db`, with Spin variables `variables`
+    /// (`kafka_bridge_url`, `api_keys`). The components must be built
+    /// ([`build_components`]; `./x build` does).
+    pub async fn start_served(
+        garage: &Garage,
+        db: &Postgres,
+        variables: &[(&str, &str)],
+        served: Served,
+    ) -> anyhow::Result<Self> {
+        let env = spin_variables(garage, db, variables);
+        Self::serve(served, &env, first_api_key(variables)).await
+    }
+
+    async fn serve(
+        served: Served,
+        env: &HashMap<String, String>,
+        api_key: String,
+    ) -> anyhow::Result<Self> {
+        let base = format!("http://{}", served.listen);
+        let process = PlatformProcess::start(served, env).await?;
+        Ok(Self {
+            base,
+            client: keyed_client(&api_key)?,
+            anonymous: platform_client().build()?,
+            api_key,
+            host: None,
+            process: Some(process),
+        })
+    }
+
+    /// Starts the platform in a host inside this process.
+    async fn start_in_process(
+        env: HashMap<String, String>,
+        api_key: String,
+    ) -> anyhow::Result<Self> {
         let config = HostConfig {
             manifest: crate::workspace_root().join("spin.toml"),
             listen: "127.0.0.1:0".parse().expect("literal address"),
@@ -210,7 +325,7 @@ impl Platform {
             anonymous: platform_client().build()?,
             api_key,
             host: Some(host),
-            spin: None,
+            process: None,
         })
     }
 
@@ -222,8 +337,20 @@ impl Platform {
     /// Where the embedded host serves `GET /metrics` (Spin's request
     /// counter); `None` under `spin up`, which pushes its metrics over OTLP
     /// instead.
-    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
-        self.host.as_ref()?.metrics_addr
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        match (&self.host, &self.process) {
+            (Some(host), _) => host.metrics_addr,
+            (None, Some(process)) => process.metrics,
+            (None, None) => None,
+        }
+    }
+
+    /// The id of the process serving the platform: this one, unless a
+    /// process of its own serves it.
+    pub fn pid(&self) -> u32 {
+        self.process
+            .as_ref()
+            .map_or_else(std::process::id, |process| process.child.id())
     }
 
     /// The URL of `path` on the platform.
@@ -253,6 +380,22 @@ impl Platform {
             status,
             response.json().await.unwrap_or(serde_json::Value::Null),
         )
+    }
+
+    /// POSTs `parts` as a `multipart/form-data` body to `path`, with the
+    /// key, as a browser's form would.
+    pub async fn post_form(
+        &self,
+        path: &str,
+        parts: &[crate::bodies::FormPart<'_>],
+    ) -> reqwest::Result<reqwest::Response> {
+        let (body, content_type) = crate::bodies::form(parts);
+        self.client
+            .post(self.url(path))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
     }
 
     /// Uploads `body` as a raw `video/mp4` named `clip.mp4`, with the key.
@@ -288,7 +431,18 @@ impl Platform {
         if let Some(host) = self.host.take() {
             host.shutdown().await;
         }
-        self.spin.take();
+        if let Some(mut process) = self.process.take() {
+            // SIGTERM, as Spin's runtime is told to stop; killed if it
+            // takes long.
+            // SAFETY: kill(2) on our own child, not yet waited for.
+            unsafe { libc::kill(process.child.id() as libc::pid_t, libc::SIGTERM) };
+            for _ in 0..100 {
+                if let Ok(Some(_)) = process.child.try_wait() {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
     }
 }
 

@@ -176,14 +176,99 @@ impl Postgres {
     }
 }
 
+/// A cluster whose data outlives the process: the dev stack's. Made on
+/// first use (its superuser is `user`), then started as it is.
+#[derive(Debug, Clone)]
+pub struct KeptCluster {
+    /// The data directory (`initdb`'s); also holds the server's sockets.
+    pub data: PathBuf,
+    /// The TCP port, on 127.0.0.1.
+    pub port: u16,
+    /// The role the platform logs in as; the superuser of a cluster made
+    /// here. (A cluster made otherwise needs the role with this password.)
+    pub user: String,
+    /// Its password.
+    pub password: String,
+    /// The database, made if missing.
+    pub database: String,
+    /// The server's log.
+    pub log: PathBuf,
+}
+
+impl Postgres {
+    /// Starts the cluster `cluster` describes, making it first if its data
+    /// directory holds none, and its database if missing. Unlike a test
+    /// server it is durable (fsync and synchronous commits on) and stops
+    /// with a fast shutdown on drop, which lets its data survive.
+    pub async fn start_kept(cluster: KeptCluster) -> anyhow::Result<Postgres> {
+        let settings = cluster.clone();
+        let server = tokio::task::spawn_blocking(move || Server::start_kept(&settings)).await??;
+        let mut postgres = Postgres {
+            host: "127.0.0.1".into(),
+            port: cluster.port,
+            user: cluster.user,
+            password: cluster.password,
+            database: "postgres".into(),
+            server: Arc::new(server),
+            private: false,
+        };
+        let admin = postgres.connect().await?;
+        let exists = admin
+            .query_opt(
+                "SELECT 1 FROM pg_database WHERE datname = $1",
+                &[&cluster.database],
+            )
+            .await?
+            .is_some();
+        if !exists {
+            admin
+                .batch_execute(&format!("CREATE DATABASE \"{}\"", cluster.database))
+                .await
+                .with_context(|| format!("creating database {}", cluster.database))?;
+        }
+        postgres.database = cluster.database;
+        Ok(postgres)
+    }
+
+    /// The server's (postmaster's) process id, while it runs; its backends
+    /// are its children.
+    pub fn server_pid(&self) -> Option<u32> {
+        let child = self.server.child.lock().unwrap_or_else(|p| p.into_inner());
+        child.as_ref().map(Child::id)
+    }
+}
+
 /// One PostgreSQL cluster and its process.
 struct Server {
     port: u16,
     bin: PathBuf,
-    /// Holds `data/`, the sockets and the log; removed with the server.
-    dir: tempfile::TempDir,
+    files: ClusterFiles,
     owner: Option<(u32, u32)>,
+    /// Whether committed data must survive a crash. Test servers trade
+    /// that for speed, and are killed at the end rather than shut down.
+    durable: bool,
     child: Mutex<Option<Child>>,
+}
+
+/// Where a cluster's files are.
+struct ClusterFiles {
+    data: PathBuf,
+    sockets: PathBuf,
+    log: PathBuf,
+    /// A test server's directory (`data/`, the sockets and the log),
+    /// removed with it.
+    _temporary: Option<tempfile::TempDir>,
+}
+
+impl ClusterFiles {
+    fn in_temporary(dir: tempfile::TempDir) -> Self {
+        Self {
+            data: dir.path().join("data"),
+            sockets: dir.path().to_owned(),
+            log: dir.path().join("postgres.log"),
+            _temporary: Some(dir),
+        }
+    }
 }
 
 /// The shared server's pid, for the exit handler.
@@ -230,55 +315,96 @@ impl Server {
         let server = Server {
             port: crate::free_port(),
             bin,
-            dir,
+            files: ClusterFiles::in_temporary(dir),
             owner,
+            durable: false,
             child: Mutex::new(None),
         };
-        server.init()?;
+        server.init(USER, PASSWORD)?;
         if shared {
-            let _ = SHARED_DIR.set(server.dir.path().to_owned());
+            let _ = SHARED_DIR.set(server.files.sockets.clone());
             unsafe { libc::atexit(stop_shared_server) };
         }
         server.run(shared)?;
         Ok(server)
     }
 
+    /// The dev stack's cluster: its data directory made reachable by the
+    /// system user (when run as root) and initialised on first use.
+    fn start_kept(cluster: &KeptCluster) -> anyhow::Result<Server> {
+        let owner = if unsafe { libc::geteuid() } == 0 {
+            Some(system_user()?)
+        } else {
+            None
+        };
+        let data = &cluster.data;
+        std::fs::create_dir_all(data).with_context(|| format!("creating {}", data.display()))?;
+        if let Some((uid, gid)) = owner {
+            std::os::unix::fs::chown(data, Some(uid), Some(gid))?;
+            allow_traversal(data)?;
+        }
+        let server = Server {
+            port: cluster.port,
+            bin: bin_dir()?,
+            files: ClusterFiles {
+                data: data.clone(),
+                sockets: data.clone(),
+                log: cluster.log.clone(),
+                _temporary: None,
+            },
+            owner,
+            durable: true,
+            child: Mutex::new(None),
+        };
+        std::fs::File::create(&server.files.log)?;
+        if !data.join("PG_VERSION").exists() {
+            server.init(&cluster.user, &cluster.password)?;
+        }
+        server.run(false)?;
+        Ok(server)
+    }
+
     fn command(&self, program: &str) -> Command {
-        let mut command = Command::new(self.bin.join(program));
+        let mut command = crate::server_command(self.bin.join(program));
         if let Some((uid, gid)) = self.owner {
             command.uid(uid).gid(gid);
         }
-        command.current_dir(self.dir.path());
+        command.current_dir(&self.files.sockets);
         command
     }
 
     fn data(&self) -> PathBuf {
-        self.dir.path().join("data")
+        self.files.data.clone()
     }
 
     fn log_path(&self) -> PathBuf {
-        self.dir.path().join("postgres.log")
+        self.files.log.clone()
     }
 
     fn log(&self) -> String {
         std::fs::read_to_string(self.log_path()).unwrap_or_default()
     }
 
-    fn init(&self) -> anyhow::Result<()> {
-        let password_file = self.dir.path().join("password");
-        std::fs::write(&password_file, PASSWORD)?;
+    /// Makes the cluster, with `user` its superuser.
+    fn init(&self, user: &str, password: &str) -> anyhow::Result<()> {
+        // Outside the data directory, which initdb wants empty; readable
+        // by the system user.
+        let password_file = tempfile::NamedTempFile::new()?;
+        std::fs::write(password_file.path(), password)?;
         if let Some((uid, gid)) = self.owner {
-            std::os::unix::fs::chown(&password_file, Some(uid), Some(gid))?;
+            std::os::unix::fs::chown(password_file.path(), Some(uid), Some(gid))?;
         }
-        let output = self
-            .command("initdb")
+        let mut initdb = self.command("initdb");
+        initdb
             .arg("-D")
             .arg(self.data())
-            .args(["-U", USER, "--encoding=UTF8", "--locale=C", "--no-sync"])
+            .args(["-U", user, "--encoding=UTF8", "--locale=C"])
             .args(["--auth-local=trust", "--auth-host=scram-sha-256"])
-            .arg(format!("--pwfile={}", password_file.display()))
-            .output()
-            .context("cannot run initdb")?;
+            .arg(format!("--pwfile={}", password_file.path().display()));
+        if !self.durable {
+            initdb.arg("--no-sync");
+        }
+        let output = initdb.output().context("cannot run initdb")?;
         if !output.status.success() {
             bail!(
                 "initdb failed ({}): {}{}",
@@ -307,17 +433,17 @@ impl Server {
             .arg("-c")
             .arg(format!(
                 "unix_socket_directories={}",
-                self.dir.path().display()
+                self.files.sockets.display()
             ))
+            .args(["-c", "max_connections=300"])
+            .args(["-c", "log_min_messages=warning"]);
+        if !self.durable {
             // Durability is not what a test checks; speed is what it needs.
-            .args(["-c", "fsync=off", "-c", "synchronous_commit=off"])
-            .args(["-c", "full_page_writes=off", "-c", "max_connections=300"])
-            .args([
-                "-c",
-                "shared_buffers=32MB",
-                "-c",
-                "log_min_messages=warning",
-            ])
+            command
+                .args(["-c", "fsync=off", "-c", "synchronous_commit=off"])
+                .args(["-c", "full_page_writes=off", "-c", "shared_buffers=32MB"]);
+        }
+        command
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
@@ -379,8 +505,15 @@ impl Server {
 
     fn stop(&self) {
         if let Some(mut child) = self.child.lock().unwrap_or_else(|p| p.into_inner()).take() {
-            unsafe { libc::kill(child.id() as i32, libc::SIGQUIT) };
-            let _ = child.wait();
+            if self.durable {
+                // SIGINT: a fast shutdown, which ends the clients' sessions
+                // and writes a checkpoint (SIGTERM would wait for clients).
+                crate::stop_child(&mut child, libc::SIGINT, Duration::from_secs(30));
+            } else {
+                // SIGQUIT: an immediate shutdown, the backends included.
+                unsafe { libc::kill(child.id() as i32, libc::SIGQUIT) };
+                let _ = child.wait();
+            }
         }
     }
 }
@@ -476,11 +609,7 @@ fn system_user() -> anyhow::Result<(u32, u32)> {
 
 /// The directory test clusters go in.
 fn base_dir(for_other_user: bool) -> PathBuf {
-    let cache = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .unwrap_or_else(std::env::temp_dir);
-    let preferred = cache.join("xtream/pg-test");
+    let preferred = crate::cache_dir().join("pg-test");
     if !for_other_user || reachable_by_others(&preferred) {
         preferred
     } else {
@@ -496,6 +625,21 @@ fn reachable_by_others(path: &Path) -> bool {
         .skip(1)
         .filter_map(|dir| std::fs::metadata(dir).ok())
         .all(|meta| meta.permissions().mode() & 0o001 != 0)
+}
+
+/// Gives every directory above `dir` the search bit for others where it
+/// lacks it (not read), so that the system user reaches the dev cluster.
+fn allow_traversal(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    for ancestor in dir.ancestors().skip(1) {
+        let mut permissions = std::fs::metadata(ancestor)?.permissions();
+        if permissions.mode() & 0o001 == 0 {
+            permissions.set_mode(permissions.mode() | 0o001);
+            std::fs::set_permissions(ancestor, permissions)
+                .with_context(|| format!("letting others through {}", ancestor.display()))?;
+        }
+    }
+    Ok(())
 }
 
 /// What a test database holds of one video, table by table.

@@ -29,10 +29,7 @@ fn build(package: &str) -> Result<PathBuf, String> {
     if !status.success() {
         return Err(format!("building {package} failed: {status}"));
     }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| crate::workspace_root().join("target"));
-    Ok(target.join("debug").join(package))
+    Ok(crate::target_dir().join("debug").join(package))
 }
 
 fn built(once: &OnceLock<Result<PathBuf, String>>, package: &str) -> anyhow::Result<PathBuf> {
@@ -50,6 +47,24 @@ pub fn worker_binary() -> anyhow::Result<PathBuf> {
 /// The path of the local Kafka bridge's binary, building it first if needed.
 pub fn bridge_binary() -> anyhow::Result<PathBuf> {
     built(&BRIDGE_BUILT, "xtream-kafka-bridge")
+}
+
+/// How a worker or bridge process is launched. The default is the tests'
+/// way: a debug build made on demand, a free port, a temporary log, and
+/// settings that keep tests quick.
+#[derive(Debug, Clone, Default)]
+pub struct Launch {
+    /// The directory of already built binaries (`target/release` after
+    /// `./x build`) instead of a debug build.
+    pub binaries: Option<PathBuf>,
+    /// The HTTP port instead of a free one.
+    pub port: Option<u16>,
+    /// The log file instead of a temporary one.
+    pub log: Option<PathBuf>,
+    /// Settings as deployed rather than tuned for tests: the worker's own
+    /// x264 preset, the bridge's own delivery timeout, and no proxy
+    /// checking the bridge's answers.
+    pub as_deployed: bool,
 }
 
 /// What a [`Worker`] process runs.
@@ -73,14 +88,18 @@ impl Role {
         }
     }
 
-    fn command(self) -> anyhow::Result<Command> {
+    fn command(self, binaries: Option<&std::path::Path>) -> anyhow::Result<Command> {
+        let binary = |package: &str, build: fn() -> anyhow::Result<PathBuf>| match binaries {
+            Some(dir) => Ok(dir.join(package)),
+            None => build(),
+        };
         Ok(match self {
             Self::Run | Self::Maintain => {
-                let mut command = Command::new(worker_binary()?);
+                let mut command = crate::server_command(binary("xtream-worker", worker_binary)?);
                 command.arg(if self == Self::Run { "run" } else { "maintain" });
                 command
             }
-            Self::Bridge => Command::new(bridge_binary()?),
+            Self::Bridge => crate::server_command(binary("xtream-kafka-bridge", bridge_binary)?),
         })
     }
 
@@ -105,8 +124,9 @@ pub struct Worker {
     contract: Option<CheckedBridge>,
     env: Vec<(String, String)>,
     role: Role,
+    binaries: Option<PathBuf>,
     port: u16,
-    log: tempfile::NamedTempFile,
+    log: crate::LogFile,
     child: Option<Child>,
     _work_dir: tempfile::TempDir,
 }
@@ -120,7 +140,18 @@ impl Worker {
         db: &Postgres,
         extra: &[(&str, &str)],
     ) -> anyhow::Result<Self> {
-        Self::against(Role::Run, garage, tansu, db, extra).await
+        Self::run_launched(garage, tansu, db, extra, &Launch::default()).await
+    }
+
+    /// `xtream-worker run` launched as `launch` says.
+    pub async fn run_launched(
+        garage: &Garage,
+        tansu: &Tansu,
+        db: &Postgres,
+        extra: &[(&str, &str)],
+        launch: &Launch,
+    ) -> anyhow::Result<Self> {
+        Self::against(Role::Run, garage, tansu, db, extra, launch).await
     }
 
     /// `xtream-worker maintain` (the relay and the sweeper, no jobs), set up
@@ -131,7 +162,7 @@ impl Worker {
         db: &Postgres,
         extra: &[(&str, &str)],
     ) -> anyhow::Result<Self> {
-        Self::against(Role::Maintain, garage, tansu, db, extra).await
+        Self::against(Role::Maintain, garage, tansu, db, extra, &Launch::default()).await
     }
 
     async fn against(
@@ -140,10 +171,11 @@ impl Worker {
         tansu: &Tansu,
         db: &Postgres,
         extra: &[(&str, &str)],
+        launch: &Launch,
     ) -> anyhow::Result<Self> {
         let database_url = db.url();
         let work_dir = tempfile::tempdir()?;
-        let port = crate::free_port();
+        let port = launch.port.unwrap_or_else(crate::free_port);
         let mut env: Vec<(String, String)> = [
             ("XTREAM_KAFKA_BROKERS", tansu.brokers.as_str()),
             ("XTREAM_S3_ENDPOINT", garage.endpoint.as_str()),
@@ -151,7 +183,6 @@ impl Worker {
             ("XTREAM_S3_BUCKET", garage.bucket.as_str()),
             ("XTREAM_S3_ACCESS_KEY", garage.access_key.as_str()),
             ("XTREAM_S3_SECRET_KEY", garage.secret_key.as_str()),
-            ("XTREAM_X264_PRESET", "ultrafast"),
             // tansu completes a group's first join only after about half
             // the session timeout; Kafka's 45 s default would make every
             // test wait ~20 s. 6 s is the broker-side minimum in Kafka.
@@ -161,25 +192,38 @@ impl Worker {
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
+        if !launch.as_deployed {
+            env.push(("XTREAM_X264_PRESET".into(), "ultrafast".into()));
+        }
         env.push(("XTREAM_HTTP_LISTEN".into(), format!("127.0.0.1:{port}")));
         env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        let mut worker = Self::new(role, port, env, work_dir)?;
+        let mut worker = Self::new(role, launch, port, env, work_dir)?;
         worker.start().await?;
         Ok(worker)
     }
 
     /// `xtream-kafka-bridge` in front of `tansu`.
     pub async fn bridge(tansu: &Tansu) -> anyhow::Result<Self> {
-        let port = crate::free_port();
-        let env = vec![
+        Self::bridge_launched(tansu, &Launch::default()).await
+    }
+
+    /// `xtream-kafka-bridge` in front of `tansu`, launched as `launch` says.
+    pub async fn bridge_launched(tansu: &Tansu, launch: &Launch) -> anyhow::Result<Self> {
+        let port = launch.port.unwrap_or_else(crate::free_port);
+        let mut env = vec![
             ("XTREAM_KAFKA_BROKERS".to_owned(), tansu.brokers.clone()),
             (
                 "XTREAM_BRIDGE_LISTEN".to_owned(),
                 format!("127.0.0.1:{port}"),
             ),
-            ("XTREAM_BRIDGE_DELIVERY_TIMEOUT".to_owned(), "3s".to_owned()),
         ];
-        let mut bridge = Self::new(Role::Bridge, port, env, tempfile::tempdir()?)?;
+        if launch.as_deployed {
+            let mut bridge = Self::new(Role::Bridge, launch, port, env, tempfile::tempdir()?)?;
+            bridge.start().await?;
+            return Ok(bridge);
+        }
+        env.push(("XTREAM_BRIDGE_DELIVERY_TIMEOUT".to_owned(), "3s".to_owned()));
+        let mut bridge = Self::new(Role::Bridge, launch, port, env, tempfile::tempdir()?)?;
         bridge.start().await?;
         let contract = CheckedBridge::start(&bridge.direct).await?;
         bridge.base = contract.base.clone();
@@ -189,6 +233,7 @@ impl Worker {
 
     fn new(
         role: Role,
+        launch: &Launch,
         port: u16,
         env: Vec<(String, String)>,
         work_dir: tempfile::TempDir,
@@ -200,8 +245,9 @@ impl Worker {
             contract: None,
             env,
             role,
+            binaries: launch.binaries.clone(),
             port,
-            log: tempfile::NamedTempFile::new()?,
+            log: crate::LogFile::at_or_temporary(launch.log.clone())?,
             child: None,
             _work_dir: work_dir,
         })
@@ -209,12 +255,10 @@ impl Worker {
 
     /// Starts the process (again) and waits until its HTTP port answers.
     pub async fn start(&mut self) -> anyhow::Result<()> {
-        let log = std::fs::OpenOptions::new()
-            .append(true)
-            .open(self.log.path())?;
+        let log = self.log.append()?;
         let child = self
             .role
-            .command()?
+            .command(self.binaries.as_deref())?
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("RUST_LOG", "info,librdkafka=warn")
             .stdout(Stdio::null())
@@ -299,7 +343,7 @@ impl Worker {
 
     /// Everything the process wrote to stderr (all its runs).
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.log.path()).unwrap_or_default()
+        self.log.read()
     }
 
     /// `GET /metrics` (the worker).
@@ -346,7 +390,16 @@ pub fn corrupt_bytes(len: usize) -> Vec<u8> {
 /// Applies the schema to `db` with the real `xtream-worker migrate`, as
 /// `./x up` and Kubernetes do.
 pub async fn migrate(db: &Postgres) -> anyhow::Result<()> {
-    let output = tokio::process::Command::new(worker_binary()?)
+    migrate_launched(db, &Launch::default()).await
+}
+
+/// [`migrate`] with the worker binary `launch` names.
+pub async fn migrate_launched(db: &Postgres, launch: &Launch) -> anyhow::Result<()> {
+    let binary = match &launch.binaries {
+        Some(dir) => dir.join("xtream-worker"),
+        None => worker_binary()?,
+    };
+    let output = tokio::process::Command::new(binary)
         .arg("migrate")
         .env("XTREAM_DATABASE_URL", db.url())
         .output()

@@ -4,7 +4,7 @@
 //! sweeper; objects never expire.
 
 use xtream_tests::Garage;
-use xtream_tests::garage::{BUCKET_LIFECYCLE, BUCKET_LIFECYCLE_FILE};
+use xtream_tests::garage::BUCKET_LIFECYCLE;
 use xtream_tests::s3::LifecycleRule;
 
 #[test]
@@ -22,18 +22,4 @@ async fn the_test_bucket_has_the_lifecycle_rules() {
     let garage = Garage::start().await.unwrap();
     let answered = garage.bucket().lifecycle().await.unwrap();
     assert_eq!(answered, LifecycleRule::parse_all(BUCKET_LIFECYCLE));
-}
-
-/// `./x up` gives its Garage the same rules: it sends the very file.
-#[test]
-fn the_dev_stack_applies_the_same_rules() {
-    let x = std::fs::read_to_string(xtream_tests::workspace_root().join("x")).unwrap();
-    let applied = x
-        .lines()
-        .any(|line| line.contains(BUCKET_LIFECYCLE_FILE) && line.contains("$ROOT/"));
-    assert!(applied, "./x no longer sends {BUCKET_LIFECYCLE_FILE}");
-    assert!(
-        x.contains("?lifecycle="),
-        "./x no longer puts the bucket's lifecycle"
-    );
 }

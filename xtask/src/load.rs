@@ -1,6 +1,6 @@
-//! `load`: runs k6 scenarios (`tests/load/*.js`) against a running
-//! platform and writes the load report. `./x load` starts the platform and
-//! the native baseline first and passes their addresses and process ids.
+//! `load` and `soak`: start the dev stack on fresh data and the native
+//! baseline, seed a catalog, run k6 scenarios (`tests/load/*.js`) against
+//! both and write the load report.
 //!
 //! For each scenario and VU level it runs k6, samples the resident memory
 //! of the host (and the worker) while k6 runs, measures the CPU time of the
@@ -9,84 +9,137 @@
 //! baseline in the same run, and the report gives the ratio.
 
 use crate::args::Args;
+use crate::dev::{self, DevSettings, DevStack};
 use crate::say;
 use anyhow::{Context as _, bail};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 use xtream_tests::report::Machine;
-use xtream_tests::workspace_root;
+use xtream_tests::{LogFile, Platform, Postgres, workspace_root};
 
 /// Scenarios also run against the native baseline.
 const COMPARED: [&str; 3] = ["health", "listing", "search"];
 const MIB: f64 = (1u64 << 20) as f64;
 
-/// What to run and against what.
+/// Scenarios `./x load` runs when none is named; uploads go last: the
+/// transcoding they cause would skew the others.
+const ALL_SCENARIOS: [&str; 7] = [
+    "health",
+    "listing",
+    "search",
+    "original",
+    "catalog",
+    "streaming",
+    "upload",
+];
+/// Where the native baseline listens.
+const BASELINE_LISTEN: &str = "127.0.0.1:3100";
+
+/// What to run.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// `--host-pid`: the process serving the platform.
-    pub host_pid: u32,
-    /// `--worker-pid`: the worker, for its memory.
-    pub worker_pid: Option<u32>,
-    /// `--baseline-pid`: the native baseline, for its CPU time.
-    pub baseline_pid: Option<u32>,
-    /// `--pg-pid`: PostgreSQL's postmaster, for its (and its backends') CPU time.
-    pub pg_pid: Option<u32>,
-    /// `--base`: the platform's URL.
-    pub base: String,
-    /// `--baseline`: the native baseline's URL.
-    pub baseline: String,
     /// `--vus` [100,500,1000]: the VU levels, each a run of its own.
     pub vus: Vec<u32>,
     /// `--duration` [20s]: each run's length, as k6 reads it.
     pub duration: String,
-    /// `--out`: the report's file.
+    /// `XTREAM_LOAD_REPORT` [tests/load/REPORT.md]: the report's file.
     pub out: PathBuf,
-    /// `--clip`: the video the upload scenario sends.
-    pub clip: Option<PathBuf>,
     /// `--timeline`: report memory over each run (soaks).
     pub timeline: bool,
-    /// `--seeded`: what the catalog held, as `./x load` seeded it.
-    pub seeded: String,
-    /// The scenarios, in order.
+    /// The scenarios (tests/load/*.js), in order [all of them].
     pub scenarios: Vec<String>,
+    /// `XTREAM_SEED` [12]: sample uploads transcoded before the runs.
+    pub seed_uploads: u32,
+    /// `XTREAM_SEED_ROWS` [10000]: ready videos added straight into the
+    /// database.
+    pub seed_rows: u32,
 }
 
 impl Options {
+    /// `./x load [--vus 100,500,1000] [--duration 20s] [--timeline]
+    /// [SCENARIO...]`.
     pub fn parse(args: &mut Args) -> anyhow::Result<Self> {
         let vus = args
             .value("--vus")?
             .unwrap_or_else(|| "100,500,1000".into());
-        let options = Self {
-            host_pid: args
-                .parsed("--host-pid")?
-                .context("--host-pid is required")?,
-            worker_pid: args.parsed("--worker-pid")?,
-            baseline_pid: args.parsed("--baseline-pid")?,
-            pg_pid: args.parsed("--pg-pid")?,
-            base: args.value("--base")?.context("--base is required")?,
-            baseline: args
-                .value("--baseline")?
-                .context("--baseline is required")?,
-            vus: vus
-                .split(',')
-                .map(|v| v.trim().parse().with_context(|| format!("--vus {vus:?}")))
-                .collect::<anyhow::Result<_>>()?,
-            duration: args.value("--duration")?.unwrap_or_else(|| "20s".into()),
-            out: args.value("--out")?.context("--out is required")?.into(),
-            clip: args
-                .value("--clip")?
-                .filter(|c| !c.is_empty())
-                .map(PathBuf::from),
-            timeline: args.flag("--timeline"),
-            seeded: args.value("--seeded")?.unwrap_or_default(),
-            scenarios: args.positional(),
-        };
-        if options.scenarios.is_empty() {
-            bail!("name at least one scenario (tests/load/*.js)");
+        let duration = args.value("--duration")?.unwrap_or_else(|| "20s".into());
+        let timeline = args.flag("--timeline");
+        // Last: the options' values are taken by now.
+        let mut scenarios = args.positional();
+        if scenarios.is_empty() {
+            scenarios = ALL_SCENARIOS.map(String::from).to_vec();
         }
-        Ok(options)
+        Ok(Self {
+            vus: parse_vus(&vus)?,
+            duration,
+            out: knob("XTREAM_LOAD_REPORT")
+                .unwrap_or_else(|| "tests/load/REPORT.md".into())
+                .into(),
+            timeline,
+            scenarios,
+            seed_uploads: knob_number("XTREAM_SEED", 12)?,
+            seed_rows: knob_number("XTREAM_SEED_ROWS", 10_000)?,
+        })
     }
+
+    /// `./x soak`: the original mix at `SOAK_VUS` [200] VUs for
+    /// `SOAK_DURATION` [5m], memory over time, into `XTREAM_LOAD_REPORT`
+    /// [tests/load/SOAK.md].
+    pub fn soak() -> anyhow::Result<Self> {
+        Ok(Self {
+            vus: parse_vus(&knob("SOAK_VUS").unwrap_or_else(|| "200".into()))?,
+            duration: knob("SOAK_DURATION").unwrap_or_else(|| "5m".into()),
+            out: knob("XTREAM_LOAD_REPORT")
+                .unwrap_or_else(|| "tests/load/SOAK.md".into())
+                .into(),
+            timeline: true,
+            scenarios: vec!["original".into()],
+            seed_uploads: knob_number("XTREAM_SEED", 12)?,
+            seed_rows: knob_number("XTREAM_SEED_ROWS", 10_000)?,
+        })
+    }
+}
+
+/// An environment variable's value, unless unset or empty.
+fn knob(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+fn knob_number(name: &str, default: u32) -> anyhow::Result<u32> {
+    knob(name).map_or(Ok(default), |text| {
+        text.parse().with_context(|| format!("{name}={text:?}"))
+    })
+}
+
+fn parse_vus(text: &str) -> anyhow::Result<Vec<u32>> {
+    text.split(',')
+        .map(|v| v.trim().parse().with_context(|| format!("--vus {text:?}")))
+        .collect()
+}
+
+/// What the runs go against: the platform and the native baseline, and the
+/// processes whose memory and CPU time they measure.
+#[derive(Debug, Clone)]
+pub struct Targets {
+    /// The process serving the platform.
+    pub host_pid: u32,
+    /// The worker, for its memory.
+    pub worker_pid: Option<u32>,
+    /// The native baseline, for its CPU time.
+    pub baseline_pid: Option<u32>,
+    /// PostgreSQL's postmaster, for its (and its backends') CPU time.
+    pub pg_pid: Option<u32>,
+    /// The platform's URL.
+    pub base: String,
+    /// The native baseline's URL.
+    pub baseline: String,
+    /// The API key writes send.
+    pub api_key: String,
+    /// The video the upload scenario sends.
+    pub clip: Option<PathBuf>,
+    /// What the catalog held, as seeded.
+    pub seeded: String,
 }
 
 /// One k6 run's figures.
@@ -129,25 +182,155 @@ struct Watched {
     postgres: Option<u32>,
 }
 
+/// `./x load` and `./x soak`: starts the dev stack on fresh data (without
+/// Prometheus) and the native baseline, seeds the catalog, runs the
+/// scenarios and writes the report.
+pub async fn load(options: &Options, settings: DevSettings) -> anyhow::Result<()> {
+    let data = tempfile::tempdir()?;
+    let settings = DevSettings {
+        data: Some(data.path().to_owned()),
+        ..settings
+    };
+    let stack = DevStack::start(&settings, false).await?;
+    let measured = measure(options, &settings, &stack).await;
+    stack.stop().await;
+    measured
+}
+
+async fn measure(
+    options: &Options,
+    settings: &DevSettings,
+    stack: &DevStack,
+) -> anyhow::Result<()> {
+    dev::wait_ready(&stack.platform).await?;
+    let clip = dev::sample_clip()?;
+    seed(&stack.platform, &clip, options.seed_uploads).await?;
+    seed_rows(&stack.db, options.seed_rows).await?;
+    let baseline = Baseline::start(&stack.db).await?;
+    let targets = Targets {
+        host_pid: stack.platform.pid(),
+        worker_pid: stack.worker.pid(),
+        baseline_pid: Some(baseline.child.id()),
+        pg_pid: stack.db.server_pid(),
+        base: settings.base(),
+        baseline: format!("http://{BASELINE_LISTEN}"),
+        api_key: settings.api_key.clone(),
+        clip: Some(clip),
+        seeded: format!(
+            "{} transcoded uploads + {} ready rows in PostgreSQL",
+            options.seed_uploads, options.seed_rows
+        ),
+    };
+    tokio::task::block_in_place(|| run(options, &targets))
+}
+
+/// Uploads `count` copies of the sample clip and waits until all are ready.
+async fn seed(platform: &Platform, clip: &Path, count: u32) -> anyhow::Result<()> {
+    say(&format!("seeding {count} videos"));
+    for n in 1..=count {
+        dev::upload(platform, clip, &format!("Seed {n}")).await?;
+    }
+    for _ in 0..600 {
+        let (_, page) = platform.get_json("/api/videos?limit=100").await?;
+        let pending = page["videos"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|video| video["status"] != "ready")
+            .count();
+        eprint!("\r    videos not ready yet: {pending:<4}");
+        if pending == 0 {
+            eprintln!();
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    bail!("seeding did not finish")
+}
+
+/// Adds `count` ready videos straight into the database, copies of the
+/// renditions of a transcoded one, so listing is measured on a realistic
+/// catalog without transcoding thousands of clips. Titles draw on a few
+/// words so that searches match a known share of them.
+async fn seed_rows(db: &Postgres, count: u32) -> anyhow::Result<()> {
+    say(&format!("adding {count} ready videos to the database"));
+    let sql = format!(
+        "INSERT INTO videos (id, title, filename, size, content_type, status, duration_seconds,
+                            width, height, video_codec, audio_codec, renditions, hls_master, thumbnail)
+        SELECT seeded.id,
+               'Catalog ' || (ARRAY['holiday', 'concert', 'lecture', 'match', 'garden'])[1 + n % 5] || ' ' || n,
+               'seed.mp4', model.size, model.content_type, 'ready', model.duration_seconds,
+               model.width, model.height, model.video_codec, model.audio_codec, model.renditions,
+               'videos/' || seeded.id || '/hls/master.m3u8', 'videos/' || seeded.id || '/thumbnail.jpg'
+        FROM generate_series(1, {count}) AS n
+        CROSS JOIN LATERAL (SELECT gen_random_uuid() AS id, n AS k) AS seeded
+        CROSS JOIN (SELECT * FROM videos WHERE status = 'ready' LIMIT 1) AS model;
+        ANALYZE videos;"
+    );
+    db.connect()
+        .await?
+        .batch_execute(&sql)
+        .await
+        .context("seeding the catalog")
+}
+
+/// The native baseline (`benches/baseline`, built by `./x load` in release
+/// mode) on the dev database; killed on drop.
+struct Baseline {
+    child: std::process::Child,
+}
+
+impl Baseline {
+    async fn start(db: &Postgres) -> anyhow::Result<Self> {
+        let log = LogFile::at(dev::log_path("baseline"))?;
+        let child = Command::new(dev::release_dir().join("xtream-baseline"))
+            .arg(BASELINE_LISTEN)
+            .env("XTREAM_DATABASE_URL", db.url())
+            .stdout(log.append()?)
+            .stderr(log.append()?)
+            .spawn()
+            .context("starting xtream-baseline")?;
+        let baseline = Self { child };
+        let health = format!("http://{BASELINE_LISTEN}/health");
+        for _ in 0..100 {
+            if reqwest::get(&health)
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
+                return Ok(baseline);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        bail!("the native baseline did not answer: {}", log.read())
+    }
+}
+
+impl Drop for Baseline {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// Runs every scenario at every level and writes the report.
-pub fn run(options: &Options) -> anyhow::Result<()> {
+fn run(options: &Options, targets: &Targets) -> anyhow::Result<()> {
     let scripts = workspace_root().join("tests/load");
-    let api_key = std::env::var("XTREAM_API_KEY").unwrap_or_default();
-    let clip = options
+    let api_key = targets.api_key.as_str();
+    let clip = targets
         .clip
         .as_ref()
         .map(|c| c.display().to_string())
         .unwrap_or_default();
-    let env = [("XTREAM_CLIP", clip.as_str()), ("XTREAM_API_KEY", &api_key)];
+    let env = [("XTREAM_CLIP", clip.as_str()), ("XTREAM_API_KEY", api_key)];
     let ours_watch = Watched {
-        host: Some(options.host_pid),
-        worker: options.worker_pid,
-        server: Some(options.host_pid),
-        postgres: options.pg_pid,
+        host: Some(targets.host_pid),
+        worker: targets.worker_pid,
+        server: Some(targets.host_pid),
+        postgres: targets.pg_pid,
     };
     let native_watch = Watched {
-        server: options.baseline_pid,
-        postgres: options.pg_pid,
+        server: targets.baseline_pid,
+        postgres: targets.pg_pid,
         ..Watched::default()
     };
     let (mut rows, mut ratios) = (Vec::new(), Vec::new());
@@ -161,7 +344,7 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
             let ours = run_k6(
                 &script,
                 scenario,
-                &options.base,
+                &targets.base,
                 vus,
                 &options.duration,
                 &env,
@@ -171,7 +354,7 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
                 let native = run_k6(
                     &script,
                     scenario,
-                    &options.baseline,
+                    &targets.baseline,
                     vus,
                     &options.duration,
                     &env,
@@ -182,7 +365,7 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
             rows.push(ours);
         }
     }
-    let report = report(options, &scripts, &rows, &ratios, &Machine::this())?;
+    let report = report(options, targets, &scripts, &rows, &ratios, &Machine::this())?;
     std::fs::write(&options.out, &report)
         .with_context(|| format!("writing {}", options.out.display()))?;
     println!("{report}");
@@ -193,8 +376,9 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
             r.scenario, r.vus, r.log
         );
     }
+    // An error, not an exit: the servers must still be stopped.
     if !failures.is_empty() {
-        std::process::exit(1);
+        bail!("{} runs missed their thresholds", failures.len());
     }
     Ok(())
 }
@@ -401,6 +585,7 @@ fn scenario_requests(script: &str) -> (String, Vec<String>) {
 /// The report, Markdown.
 fn report(
     options: &Options,
+    targets: &Targets,
     scripts: &Path,
     rows: &[Run],
     ratios: &[(Run, Run)],
@@ -431,14 +616,14 @@ fn report(
             ),
         format!(
             "Catalog: {}.",
-            if options.seeded.is_empty() {
+            if targets.seeded.is_empty() {
                 "as found"
             } else {
-                &options.seeded
+                &targets.seeded
             }
         ),
     ];
-    if let Some(clip) = &options.clip {
+    if let Some(clip) = &targets.clip {
         let bytes = std::fs::metadata(clip).map(|m| m.len()).unwrap_or(0);
         let name = clip.file_name().unwrap_or_default().to_string_lossy();
         lines.push(format!(
@@ -532,6 +717,30 @@ fn report(
             lines.push(format!(
                 "| {} | {} | {h:.0} | {n:.0} | {hp:.0} | {np:.0} | {hk:.0} | {nk:.0} |",
                 ours.scenario, ours.vus
+            ));
+        }
+    }
+    let alone: Vec<&Run> = rows
+        .iter()
+        .filter(|r| !COMPARED.contains(&r.scenario.as_str()))
+        .collect();
+    if !alone.is_empty() {
+        lines.extend([
+            String::new(),
+            "CPU time per request, in microseconds, in the scenarios without a baseline: the host,"
+                .into(),
+            "PostgreSQL (the postmaster and its backends) and k6, from /proc and getrusage over"
+                .into(),
+            "each run.".into(),
+            String::new(),
+            "| scenario | VUs | host | PostgreSQL | k6 |".into(),
+            "|---|---:|---:|---:|---:|".into(),
+        ]);
+        for r in alone {
+            let [host, postgres, k6] = r.cpu_us;
+            lines.push(format!(
+                "| {} | {} | {host:.0} | {postgres:.0} | {k6:.0} |",
+                r.scenario, r.vus
             ));
         }
     }
