@@ -7,6 +7,7 @@
 //! | `XTREAM_UPLOADS_TOPIC` | `xtream.uploads` | `video.uploaded` events. |
 //! | `XTREAM_RESULTS_TOPIC` | `xtream.results` | `video.ready` / `video.failed` outcomes. |
 //! | `XTREAM_DEAD_LETTER_TOPIC` | `xtream.uploads.dlq` | Upload events given up on, with the reason. |
+//! | `XTREAM_CHUNKS_TOPIC` | `xtream.chunks` | Chunk jobs of long sources (consumed by the same group). |
 //! | `XTREAM_S3_ENDPOINT` | required | S3 API base URL (path-style), e.g. `http://minio:9000`. |
 //! | `XTREAM_S3_BUCKET` | `xtream` | |
 //! | `XTREAM_S3_REGION` | `us-east-1` | |
@@ -26,6 +27,9 @@
 //! | `XTREAM_KAFKA_SESSION_TIMEOUT` | `45s` | How long the group waits for a worker that stopped heartbeating (crashed) before its partitions move. |
 //! | `XTREAM_UPLOAD_TTL` | `24h` | A resumable upload still open after this long (or past its own expiry) is aborted and its parts freed. |
 //! | `XTREAM_SWEEP_EVERY` | a quarter of the above, 1 s–10 min | How often the sweeper looks for abandoned uploads, unfinished deletions and abandoned jobs. |
+//! | `XTREAM_CHUNK_THRESHOLD` | `120s` | A source longer than this is cut into chunks that every worker encodes in parallel; `0` keeps every source one pass. |
+//! | `XTREAM_CHUNK_LENGTH` | `30s` | About how long each chunk is (cut at the first keyframe after; the first chunk is at most 8 s, so the video plays sooner). |
+//! | `XTREAM_FFMPEG_THREADS` | `0` | Threads each encoding ffmpeg may use (`-threads`); `0` lets ffmpeg use every core. |
 //! | `XTREAM_JOB_LEASE` | `10m` | A running job renews its video's lease every fifth of this; a video in `queued` or `transcoding` whose lease ran out is queued again (its job died without its event coming back). |
 
 use crate::db::DatabaseUrl;
@@ -50,6 +54,8 @@ pub struct KafkaSettings {
     pub results_topic: String,
     /// Topic of upload events given up on.
     pub dead_letter_topic: String,
+    /// Topic of chunk jobs.
+    pub chunks_topic: String,
 }
 
 /// Everything `xtream-worker run` needs.
@@ -93,6 +99,26 @@ pub struct WorkerConfig {
     /// How long a video's job may go without renewing its lease before
     /// the video is queued again.
     pub job_lease: Duration,
+    /// How the worker cuts long sources.
+    pub chunking: Chunking,
+    /// Threads of each encoding ffmpeg; 0: ffmpeg's choice.
+    pub ffmpeg_threads: u32,
+}
+
+/// When and how long sources are cut into chunks.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Chunking {
+    /// Sources longer than this are chunked; zero: none is.
+    pub threshold: Duration,
+    /// About how long a chunk is.
+    pub chunk_length: Duration,
+}
+
+impl Chunking {
+    /// Whether a source of `duration_seconds` is cut into chunks.
+    pub fn applies_to(&self, duration_seconds: f64) -> bool {
+        !self.threshold.is_zero() && duration_seconds > self.threshold.as_secs_f64()
+    }
 }
 
 /// Everything `xtream-worker migrate` needs.
@@ -145,6 +171,7 @@ impl<F: Fn(&str) -> Option<String>> WorkerSettings for Env<F> {
             uploads_topic: self.or("XTREAM_UPLOADS_TOPIC", events::UPLOADS_TOPIC),
             results_topic: self.or("XTREAM_RESULTS_TOPIC", events::RESULTS_TOPIC),
             dead_letter_topic: self.or("XTREAM_DEAD_LETTER_TOPIC", events::DEAD_LETTER_TOPIC),
+            chunks_topic: self.or("XTREAM_CHUNKS_TOPIC", xtream_core::chunks::CHUNKS_TOPIC),
         })
     }
 }
@@ -208,6 +235,17 @@ impl WorkerConfig {
                 problem: "must be at least 5s (jobs renew it every fifth)".into(),
             });
         }
+        let chunk_length = env.duration("XTREAM_CHUNK_LENGTH", Duration::from_secs(30))?;
+        if chunk_length < Duration::from_secs(2) {
+            return Err(ConfigError {
+                name: "XTREAM_CHUNK_LENGTH",
+                problem: "must be at least 2s (a chunk holds whole segments)".into(),
+            });
+        }
+        let chunking = Chunking {
+            threshold: env.duration("XTREAM_CHUNK_THRESHOLD", Duration::from_secs(120))?,
+            chunk_length,
+        };
         let x264_preset = env.or("XTREAM_X264_PRESET", "veryfast");
         if !X264_PRESETS.contains(&x264_preset.as_str()) {
             return Err(ConfigError {
@@ -242,6 +280,8 @@ impl WorkerConfig {
             upload_ttl,
             sweep_every: env.duration("XTREAM_SWEEP_EVERY", default_sweep)?,
             job_lease,
+            chunking,
+            ffmpeg_threads: env.parsed("XTREAM_FFMPEG_THREADS", 0)?,
         })
     }
 }
@@ -311,6 +351,20 @@ mod tests {
         assert_eq!(config.x264_preset, "veryfast");
         assert_eq!(config.upload_ttl, Duration::from_secs(24 * 3600));
         assert_eq!(config.sweep_every, Duration::from_secs(600));
+        assert_eq!(config.kafka.chunks_topic, "xtream.chunks");
+        assert_eq!(config.chunking.threshold, Duration::from_secs(120));
+        assert_eq!(config.chunking.chunk_length, Duration::from_secs(30));
+        assert_eq!(config.ffmpeg_threads, 0);
+        assert!(config.chunking.applies_to(121.0));
+        assert!(!config.chunking.applies_to(120.0));
+    }
+
+    #[test]
+    fn chunking_can_be_switched_off() {
+        let mut pairs = MINIMAL.to_vec();
+        pairs.push(("XTREAM_CHUNK_THRESHOLD", "0"));
+        let config = WorkerConfig::from_lookup(lookup(&pairs)).unwrap();
+        assert!(!config.chunking.applies_to(86_400.0));
     }
 
     #[test]
@@ -335,6 +389,14 @@ mod tests {
         assert_eq!(refused(("XTREAM_CONCURRENCY", "0")), "XTREAM_CONCURRENCY");
         assert_eq!(refused(("XTREAM_CONCURRENCY", "two")), "XTREAM_CONCURRENCY");
         assert_eq!(refused(("XTREAM_MAX_ATTEMPTS", "0")), "XTREAM_MAX_ATTEMPTS");
+        assert_eq!(
+            refused(("XTREAM_CHUNK_LENGTH", "1s")),
+            "XTREAM_CHUNK_LENGTH"
+        );
+        assert_eq!(
+            refused(("XTREAM_FFMPEG_THREADS", "many")),
+            "XTREAM_FFMPEG_THREADS"
+        );
         assert_eq!(
             refused(("XTREAM_RELAY_AFTER", "soon")),
             "XTREAM_RELAY_AFTER"

@@ -41,7 +41,7 @@ pub const PARALLEL_UPLOADS: usize = 4;
 /// How often a running transcode's new segments and playlists are
 /// published: well under a segment's length, so a player waits little for
 /// the next one, and only a few reads of small files each time.
-const PUBLISH_EVERY: Duration = Duration::from_millis(500);
+pub(crate) const PUBLISH_EVERY: Duration = Duration::from_millis(500);
 /// Longest wait between two attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// Header of dead-letter records that says why the event was given up on.
@@ -54,6 +54,35 @@ pub struct Topics {
     pub results: String,
     /// Upload events given up on.
     pub dead_letter: String,
+    /// Chunk jobs of long sources.
+    pub chunks: String,
+}
+
+/// The event a job handles.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum JobEvent<'a> {
+    /// A whole video's (cut into chunks if it is long).
+    Upload(&'a VideoUploaded),
+    /// One chunk's of a long video.
+    Chunk(&'a xtream_core::chunks::ChunkJob),
+}
+
+impl JobEvent<'_> {
+    fn video_id(self) -> VideoId {
+        match self {
+            Self::Upload(event) => event.video_id,
+            Self::Chunk(job) => job.video_id,
+        }
+    }
+
+    /// The event as it came, for the dead-letter topic.
+    fn payload(self) -> serde_json::Value {
+        match self {
+            Self::Upload(event) => serde_json::to_value(event),
+            Self::Chunk(job) => serde_json::to_value(job),
+        }
+        .expect("events always serialise")
+    }
 }
 
 /// How a job ended, and so whether its offset may be committed.
@@ -66,6 +95,9 @@ pub enum JobEnd {
     /// Nothing to do: the video was already done (a redelivery), another
     /// worker moved it on, or it was deleted.
     Skipped,
+    /// The job did its part of a chunked video (cut it, or encoded a
+    /// chunk); the job that completes the last part makes it ready.
+    Progressed,
     /// Stopped at shutdown; the event must be redelivered.
     Released,
     /// The job gave up but could not tell Kafka so; the event must be
@@ -76,7 +108,10 @@ pub enum JobEnd {
 impl JobEnd {
     /// Whether the event is fully handled, so its offset may be committed.
     pub fn is_done(self) -> bool {
-        matches!(self, Self::Ready | Self::Failed | Self::Skipped)
+        matches!(
+            self,
+            Self::Ready | Self::Failed | Self::Skipped | Self::Progressed
+        )
     }
 }
 
@@ -244,10 +279,18 @@ pub struct Transcoder {
     pub topics: Topics,
     /// Counters.
     pub metrics: Arc<Metrics>,
-    /// x264 preset.
     /// How long the job may go without renewing its video's lease.
     pub job_lease: Duration,
+    /// x264 preset.
     pub x264_preset: String,
+    /// Threads of each encoding ffmpeg (0: ffmpeg's choice).
+    pub ffmpeg_threads: u32,
+    /// Which sources are cut into chunks, and how.
+    pub chunking: crate::config::Chunking,
+    /// Partitions of the chunks topic, once known.
+    pub chunk_partitions: std::sync::OnceLock<i32>,
+    /// Bootstrap servers, to learn the chunks topic's partitions.
+    pub brokers: String,
     /// Tries per job.
     pub max_attempts: u32,
     /// Parent of the scratch directories.
@@ -273,6 +316,7 @@ impl Transcoder {
             JobEnd::Failed => self.metrics.jobs_failed.inc(),
             JobEnd::Skipped => self.metrics.jobs_skipped.inc(),
             JobEnd::Released | JobEnd::Unannounced => self.metrics.jobs_released.inc(),
+            JobEnd::Progressed => {}
         }
         if matches!(end, JobEnd::Ready | JobEnd::Failed) {
             self.metrics
@@ -288,15 +332,28 @@ impl Transcoder {
         event: &VideoUploaded,
         stop: &mut watch::Receiver<bool>,
     ) -> JobEnd {
-        let id = event.video_id;
+        self.attempt_until_stopped(JobEvent::Upload(event), stop)
+            .await
+    }
+
+    /// Tries the job of `event` until it ends (retrying what may pass) or
+    /// `stop` turns true. A stopped upload job puts its video back to
+    /// `queued`; a stopped chunk job leaves the video to the others.
+    pub(crate) async fn attempt_until_stopped(
+        &self,
+        event: JobEvent<'_>,
+        stop: &mut watch::Receiver<bool>,
+    ) -> JobEnd {
+        let id = event.video_id();
+        let requeue = matches!(event, JobEvent::Upload(_));
         let mut attempt = 1;
         // Set once an attempt of this job made the video ready: a later
         // attempt that only announces it still ends the job `Ready`.
         let mut made_ready = false;
         loop {
             let result = tokio::select! {
-                result = self.attempt(id) => result,
-                _ = stopped(stop) => return self.release(id).await,
+                result = self.attempt_of(event) => result,
+                _ = stopped(stop) => return self.release(id, requeue).await,
             };
             made_ready |= matches!(result, Err(JobError::ReadyUnannounced(_)));
             match next_step(&result, attempt, self.max_attempts) {
@@ -321,7 +378,7 @@ impl Transcoder {
                     self.metrics.job_retries.inc();
                     tokio::select! {
                         _ = tokio::time::sleep(wait) => {}
-                        _ = stopped(stop) => return self.release(id).await,
+                        _ = stopped(stop) => return self.release(id, requeue).await,
                     }
                     attempt += 1;
                 }
@@ -336,7 +393,7 @@ impl Transcoder {
 
     /// Moves `record` to `next`, compare-and-set on the status it has.
     /// Returns the record as stored.
-    async fn advance(
+    pub(crate) async fn advance(
         &self,
         mut record: VideoRecord,
         next: VideoStatus,
@@ -358,7 +415,7 @@ impl Transcoder {
     /// deleting request may have cleared the prefix before this job
     /// uploaded into it. Retried a few times; what still fails stays
     /// behind (logged).
-    async fn remove_objects(&self, id: VideoId) {
+    pub(crate) async fn remove_objects(&self, id: VideoId) {
         let prefix = keys::video_prefix(id);
         let mut attempt = 1;
         loop {
@@ -422,6 +479,11 @@ impl Transcoder {
         })?;
 
         let record = self.advance(record, VideoStatus::Transcoding).await?;
+        if self.chunking.applies_to(media.duration_seconds) {
+            return self
+                .transcode_in_chunks(record, &original, scratch.path(), &media)
+                .await;
+        }
         let hls = scratch.path().join("hls");
         for rung in &ladder.rungs {
             tokio::fs::create_dir_all(hls.join(&rung.name))
@@ -434,7 +496,10 @@ impl Transcoder {
         // start-up cost hides behind the long encode.
         let encode_started = clock.elapsed();
         let thumbnail_args = media::thumbnail_args(&original, &poster, &media);
-        let ladder_args = media::ladder_args(&original, &hls, &ladder, &media, &self.x264_preset);
+        let ladder_args = media::with_threads(
+            media::ladder_args(&original, &hls, &ladder, &media, &self.x264_preset),
+            self.ffmpeg_threads,
+        );
         // The storyboard too, but only once the video plays (or the ladder
         // has ended): its decode of the whole source took CPU from the first
         // segments and delayed `playable`; after that it is cheap beside the
@@ -532,7 +597,7 @@ impl Transcoder {
 
     /// Uploads the storyboard: the sprite first, then the index that
     /// points into it, so a visible index never names a missing sprite.
-    async fn store_storyboard(
+    pub(crate) async fn store_storyboard(
         &self,
         id: VideoId,
         board: &Storyboard,
@@ -556,7 +621,7 @@ impl Transcoder {
         Ok(())
     }
 
-    async fn announce(&self, outcome: &VideoOutcome) -> Result<(), PublishError> {
+    pub(crate) async fn announce(&self, outcome: &VideoOutcome) -> Result<(), PublishError> {
         self.publisher
             .publish_event(&self.topics.results, outcome.video_id(), outcome, &[])
             .await?;
@@ -571,7 +636,7 @@ impl Transcoder {
     /// Renews video `id`'s job lease every fifth of the lease, forever; a
     /// failed renewal is only logged (the next one may pass, and a lease
     /// that runs out costs a second transcode, not a lost video).
-    async fn keep_lease(&self, id: VideoId) -> std::convert::Infallible {
+    pub(crate) async fn keep_lease(&self, id: VideoId) -> std::convert::Infallible {
         let every = self.job_lease / 5;
         loop {
             tokio::time::sleep(every).await;
@@ -589,11 +654,26 @@ impl Transcoder {
     /// message, as a permanent error would (dead letter, outcome, record).
     pub async fn fail_after_panic(&self, event: &VideoUploaded, message: String) -> JobEnd {
         self.metrics.jobs_failed.inc();
-        self.give_up(event, &JobError::Panicked(message), 1).await
+        self.give_up(JobEvent::Upload(event), &JobError::Panicked(message), 1)
+            .await
     }
 
-    async fn give_up(&self, event: &VideoUploaded, error: &JobError, attempts: u32) -> JobEnd {
-        let id = event.video_id;
+    /// One try at the job of `event`.
+    async fn attempt_of(&self, event: JobEvent<'_>) -> Result<JobEnd, JobError> {
+        match event {
+            JobEvent::Upload(event) => self.attempt(event.video_id).await,
+            JobEvent::Chunk(job) => self.attempt_chunk(job).await,
+        }
+    }
+
+    /// Gives up on the job of `event` (an upload or a chunk event).
+    pub(crate) async fn give_up(
+        &self,
+        event: JobEvent<'_>,
+        error: &JobError,
+        attempts: u32,
+    ) -> JobEnd {
+        let id = event.video_id();
         match self.metadata.record(id).await {
             Ok(current) => match give_up_decision(current.as_ref()) {
                 Some(NextStep::SkipDeleted) => {
@@ -627,9 +707,10 @@ impl Transcoder {
             video_id: id,
             reason: reason.clone(),
         };
+        let dead_letter = event.payload();
         let published = async {
             self.publisher
-                .publish_event(&self.topics.dead_letter, id, event, &headers)
+                .publish_event(&self.topics.dead_letter, id, &dead_letter, &headers)
                 .await?;
             self.publisher
                 .publish_event(&self.topics.results, id, &failed, &[])
@@ -680,7 +761,11 @@ impl Transcoder {
     /// Puts a stopped job's video back to `queued` (best effort, bounded),
     /// only if it is still `transcoding`: its event is not committed and
     /// another worker will take it.
-    async fn release(&self, id: VideoId) -> JobEnd {
+    async fn release(&self, id: VideoId, requeue_video: bool) -> JobEnd {
+        if !requeue_video {
+            tracing::info!(video = %id, "chunk job released for redelivery");
+            return JobEnd::Released;
+        }
         let requeue = async {
             if let Some(mut record) = self.metadata.record(id).await?
                 && record.status == VideoStatus::Transcoding
@@ -706,10 +791,10 @@ impl Transcoder {
 }
 
 /// One running job on the `jobs_running` gauge, for as long as it lives.
-struct RunningJob<'a>(&'a prometheus::IntGauge);
+pub(crate) struct RunningJob<'a>(&'a prometheus::IntGauge);
 
 impl<'a> RunningJob<'a> {
-    fn count(gauge: &'a prometheus::IntGauge) -> Self {
+    pub(crate) fn count(gauge: &'a prometheus::IntGauge) -> Self {
         gauge.inc();
         Self(gauge)
     }

@@ -10,6 +10,7 @@
 //!
 //! Settings come from the environment; see [`config`] for the list.
 
+mod chunked;
 mod config;
 mod db;
 mod job;

@@ -14,6 +14,7 @@ use serde::Deserialize;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
+use xtream_core::chunks::{self, ChunkSpan};
 use xtream_core::ladder::{AUDIO_KBPS, RenditionLadder, Rung};
 use xtream_core::storyboard::Storyboard;
 
@@ -434,6 +435,242 @@ pub fn storyboard_args(input: &Path, output: &Path, board: &Storyboard) -> Vec<S
     args
 }
 
+/// Added to every timestamp of a chunked video's outputs (ffmpeg
+/// `-output_ts_offset`), audio and video alike. Chunks keep the source's
+/// timeline (`-copyts`), so the first chunk's encoder would write negative
+/// decoding times (B-frames, AAC priming) and ffmpeg would then shift that
+/// chunk alone, two frames out of step with the next; lifting the whole
+/// timeline keeps every timestamp positive and every chunk in step.
+pub const CHUNK_TIMELINE_OFFSET_SECONDS: u32 = 10;
+
+/// The ffprobe arguments that list the video's packets of `input` with
+/// their flags (`pts_time,flags` lines), without decoding anything.
+pub fn keyframe_probe_args(input: &Path) -> Vec<String> {
+    let mut args = strings(&[
+        "-v",
+        "error",
+        "-select_streams",
+        "v:0",
+        "-show_entries",
+        "packet=pts_time,flags",
+        "-of",
+        "csv=p=0",
+    ]);
+    args.extend(input_args(input));
+    args
+}
+
+/// The presentation times of the keyframes in ffprobe's packet list.
+pub fn parse_keyframes(csv: &str) -> Vec<f64> {
+    csv.lines()
+        .filter_map(|line| {
+            let (time, flags) = line.trim().split_once(',')?;
+            flags.contains('K').then(|| time.parse().ok()).flatten()
+        })
+        .collect()
+}
+
+/// The ffmpeg command that cuts the video of `input` into chunk sources
+/// `out_dir/NNNN.nut` at `cut_times` (keyframes, a hair early), by stream
+/// copy. Timestamps stay the source's (`-copyts`, and no shift of negative
+/// ones, in the segment muxer or in each NUT file), so a chunk's frames
+/// keep the times they have in the source and in the audio.
+pub fn split_args(input: &Path, out_dir: &Path, cut_times: &[f64]) -> Vec<String> {
+    let mut args = strings(&[
+        "-hide_banner",
+        "-nostdin",
+        "-y",
+        "-loglevel",
+        "error",
+        "-copyts",
+    ]);
+    args.extend(input_args(input));
+    args.extend(strings(&[
+        "-map",
+        "0:v:0",
+        "-c",
+        "copy",
+        "-avoid_negative_ts",
+        "disabled",
+        "-f",
+        "segment",
+        "-segment_format",
+        "nut",
+        "-segment_format_options",
+        "avoid_negative_ts=disabled",
+    ]));
+    if cut_times.is_empty() {
+        // One chunk: never cut (the muxer's default is every 2 s).
+        args.extend(strings(&["-segment_time", "86400000"]));
+    } else {
+        let times: Vec<String> = cut_times.iter().map(|t| format!("{t:.6}")).collect();
+        args.extend(["-segment_times".into(), times.join(",")]);
+    }
+    args.push(path(&out_dir.join("%04d.nut")));
+    args
+}
+
+/// The ffmpeg command that encodes the sound of the whole `input` once,
+/// as the audio rendition of a chunked video (`out_dir/index.m3u8` and its
+/// segments), on the chunks' timeline.
+pub fn audio_rendition_args(input: &Path, out_dir: &Path) -> Vec<String> {
+    let mut args = strings(&[
+        "-hide_banner",
+        "-nostdin",
+        "-y",
+        "-loglevel",
+        "error",
+        "-copyts",
+    ]);
+    args.extend(input_args(input));
+    args.extend(strings(&[
+        "-map",
+        "0:a:0",
+        "-vn",
+        "-c:a",
+        "aac",
+        "-b:a",
+        &format!("{AUDIO_KBPS}k"),
+        "-ac",
+        "2",
+        "-output_ts_offset",
+        &CHUNK_TIMELINE_OFFSET_SECONDS.to_string(),
+        "-f",
+        "hls",
+        "-hls_time",
+        &SEGMENT_SECONDS.to_string(),
+        "-hls_playlist_type",
+        "vod",
+        "-hls_flags",
+        "independent_segments+temp_file",
+        "-hls_segment_type",
+        "mpegts",
+        "-hls_segment_filename",
+        &path(&out_dir.join("segment_%03d.ts")),
+    ]));
+    args.push(path(&out_dir.join("index.m3u8")));
+    args
+}
+
+/// The ffmpeg command that encodes one chunk source (its video only) into
+/// the ladder, as [`ladder_args`] does for a whole source, except: the
+/// chunk keeps the source's timeline, lifted by
+/// [`CHUNK_TIMELINE_OFFSET_SECONDS`]; frames keep their own times
+/// (`-fps_mode passthrough`: no frame is added or dropped to fill the
+/// timeline before the chunk); keyframes are forced every
+/// [`KEYFRAME_SECONDS`] from the chunk's start, where its first segment
+/// begins; segments are named after the chunk; the playlists are written
+/// once, complete, unless `growing` (`EVENT` playlists rewritten with each
+/// segment, for the first chunk, published as it is encoded).
+pub fn chunk_ladder_args(
+    source: &Path,
+    out_dir: &Path,
+    ladder: &RenditionLadder,
+    media: &MediaInfo,
+    preset: &str,
+    span: &ChunkSpan,
+    growing: bool,
+) -> Vec<String> {
+    let video_only = MediaInfo {
+        audio_codec: None,
+        ..media.clone()
+    };
+    let mut args = ladder_args(source, out_dir, ladder, &video_only, preset);
+    let input = args
+        .iter()
+        .position(|a| a == "-protocol_whitelist")
+        .expect("an input");
+    let chunk_input = strings(&[
+        "-copyts",
+        "-protocol_whitelist",
+        "file",
+        "-format_whitelist",
+        "nut",
+        "-i",
+    ]);
+    args.splice(
+        input..input + 8,
+        chunk_input.into_iter().chain([path(source)]),
+    );
+    set_value(
+        &mut args,
+        "-force_key_frames",
+        format!(
+            "expr:gte(t,{:.6}+n_forced*{KEYFRAME_SECONDS})",
+            span.start_seconds
+        ),
+    );
+    if !growing {
+        set_value(&mut args, "-hls_playlist_type", "vod".into());
+    }
+    set_value(
+        &mut args,
+        "-hls_segment_filename",
+        path(&out_dir.join("%v").join(chunks::segment_pattern(span.chunk))),
+    );
+    let format = args
+        .iter()
+        .position(|a| a == "-f")
+        .expect("an output format");
+    args.splice(
+        format..format,
+        strings(&[
+            "-fps_mode",
+            "passthrough",
+            "-output_ts_offset",
+            &CHUNK_TIMELINE_OFFSET_SECONDS.to_string(),
+        ]),
+    );
+    args
+}
+
+/// `args` with every encoder limited to `threads` threads (`0`: ffmpeg's
+/// choice, unchanged): the option goes right before the output, where it
+/// applies to the encoders.
+pub fn with_threads(mut args: Vec<String>, threads: u32) -> Vec<String> {
+    if threads > 0 {
+        let output = args.len() - 1;
+        args.splice(
+            output..output,
+            [
+                "-threads".to_owned(),
+                threads.to_string(),
+                "-filter_complex_threads".to_owned(),
+                threads.to_string(),
+            ],
+        );
+    }
+    args
+}
+
+fn set_value(args: &mut [String], flag: &str, value: String) {
+    let at = args
+        .iter()
+        .position(|a| a == flag)
+        .unwrap_or_else(|| panic!("{flag} is always set"));
+    args[at + 1] = value;
+}
+
+/// Runs ffprobe's packet list on `input` and returns its keyframes'
+/// presentation times.
+pub async fn keyframes(input: &Path) -> Result<Vec<f64>, MediaError> {
+    let output = command("ffprobe", &keyframe_probe_args(input))
+        .stdout(Stdio::piped())
+        .output()
+        .await
+        .map_err(|e| MediaError::Tool {
+            tool: "ffprobe",
+            detail: e.to_string(),
+        })?;
+    if !output.status.success() {
+        return Err(MediaError::NotAVideo(format!(
+            "cannot list its keyframes: {}",
+            tail(&output.stderr)
+        )));
+    }
+    Ok(parse_keyframes(&String::from_utf8_lossy(&output.stdout)))
+}
+
 fn strings(items: &[&str]) -> Vec<String> {
     items.iter().map(|s| (*s).to_owned()).collect()
 }
@@ -803,6 +1040,89 @@ mod tests {
         assert_eq!(value_after(&args, "-frames:v"), "1");
         assert!(args.contains(&"-an".to_owned()));
         assert_eq!(args.last().unwrap(), "sprite.jpg");
+    }
+
+    #[test]
+    fn keyframes_come_from_the_packet_flags() {
+        let csv = "0.000000,K__\n0.040000,___\n2.000000,K_\nN/A,K_\n\n4.000000,KD_\n";
+        assert_eq!(parse_keyframes(csv), [0.0, 2.0, 4.0]);
+    }
+
+    #[test]
+    fn chunks_are_cut_by_stream_copy_on_the_source_timeline() {
+        let args = split_args(Path::new("in"), Path::new("chunks"), &[7.999, 15.999]);
+        assert_eq!(value_after(&args, "-c"), "copy");
+        assert_eq!(value_after(&args, "-segment_times"), "7.999000,15.999000");
+        assert_eq!(value_after(&args, "-segment_format"), "nut");
+        assert!(args.contains(&"-copyts".to_owned()));
+        assert_eq!(args.last().unwrap(), "chunks/%04d.nut");
+        let one = split_args(Path::new("in"), Path::new("chunks"), &[]);
+        assert!(!one.contains(&"-segment_times".to_owned()));
+    }
+
+    #[test]
+    fn a_chunk_is_encoded_like_the_ladder_on_the_shared_timeline() {
+        let media = media_720p();
+        let ladder = RenditionLadder::for_source(1280, 720).unwrap();
+        let span = ChunkSpan {
+            chunk: 2,
+            start_seconds: 38.0,
+            end_seconds: Some(68.0),
+        };
+        let args = chunk_ladder_args(
+            Path::new("/job/0002.nut"),
+            Path::new("/job/hls"),
+            &ladder,
+            &media,
+            "veryfast",
+            &span,
+            false,
+        );
+        assert_eq!(value_after(&args, "-format_whitelist"), "nut");
+        assert_eq!(value_after(&args, "-hls_playlist_type"), "vod");
+        assert_eq!(value_after(&args, "-i"), "/job/0002.nut");
+        assert_eq!(args.iter().filter(|a| *a == "-i").count(), 1);
+        assert!(args.contains(&"-copyts".to_owned()));
+        assert_eq!(
+            value_after(&args, "-force_key_frames"),
+            "expr:gte(t,38.000000+n_forced*2)"
+        );
+        assert_eq!(value_after(&args, "-output_ts_offset"), "10");
+        assert_eq!(value_after(&args, "-fps_mode"), "passthrough");
+        assert_eq!(
+            value_after(&args, "-hls_segment_filename"),
+            "/job/hls/%v/chunk0002_%03d.ts"
+        );
+        assert_eq!(
+            value_after(&args, "-var_stream_map"),
+            "v:0,name:360p v:1,name:720p"
+        );
+        assert!(
+            !args.iter().any(|a| a == "0:a:0"),
+            "audio is encoded once, apart"
+        );
+        let audio = audio_rendition_args(Path::new("in"), Path::new("/job/hls/audio"));
+        assert_eq!(value_after(&audio, "-output_ts_offset"), "10");
+        assert_eq!(value_after(&audio, "-map"), "0:a:0");
+        assert_eq!(audio.last().unwrap(), "/job/hls/audio/index.m3u8");
+    }
+
+    #[test]
+    fn encoder_threads_go_before_the_output() {
+        let args = strings(&["-i", "in", "out"]);
+        assert_eq!(with_threads(args.clone(), 0), args);
+        assert_eq!(
+            with_threads(args, 1),
+            strings(&[
+                "-i",
+                "in",
+                "-threads",
+                "1",
+                "-filter_complex_threads",
+                "1",
+                "out"
+            ])
+        );
     }
 
     #[test]

@@ -39,6 +39,11 @@ pub struct Metrics {
     pub time_to_playable: Histogram,
     /// Jobs running now.
     pub jobs_running: IntGauge,
+    /// Chunks of long sources being encoded now, by this worker.
+    pub chunks_in_flight: IntGauge,
+    /// Chunks this worker encoded and counted done (each chunk is counted
+    /// once, by whichever worker stored it first).
+    pub chunks_done: IntCounter,
     /// Per partition: high watermark minus committed offset.
     pub consumer_lag: IntGaugeVec,
     /// Outbox events published by the relay.
@@ -88,6 +93,10 @@ impl Metrics {
             "xtream_worker_job_retries_total",
             "Attempts retried after a transient error.",
         );
+        let chunks_done = counter(
+            "xtream_worker_chunks_done_total",
+            "Chunks of long sources encoded and counted done by this worker.",
+        );
         let relayed = counter(
             "xtream_worker_relayed_total",
             "Outbox events published by the relay (the functions had not).",
@@ -123,6 +132,14 @@ impl Metrics {
         registry
             .register(Box::new(jobs_running.clone()))
             .expect("unique metric");
+        let chunks_in_flight = IntGauge::new(
+            "xtream_worker_chunks_in_flight",
+            "Chunks of long sources being encoded now.",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(chunks_in_flight.clone()))
+            .expect("unique metric");
         let consumer_lag = IntGaugeVec::new(
             Opts::new(
                 "xtream_worker_consumer_lag",
@@ -157,6 +174,8 @@ impl Metrics {
             job_duration,
             time_to_playable,
             jobs_running,
+            chunks_in_flight,
+            chunks_done,
             consumer_lag,
             relayed,
             relay_failures,

@@ -36,6 +36,8 @@ pub struct HlsPublisher<'a> {
     segments: BTreeSet<String>,
     /// Each stored playlist's key and text, to store only what changed.
     playlists: BTreeMap<String, String>,
+    /// The master playlist to store, when not ffmpeg's own.
+    master: Option<String>,
 }
 
 impl<'a> HlsPublisher<'a> {
@@ -48,7 +50,15 @@ impl<'a> HlsPublisher<'a> {
             rungs: ladder.rungs.iter().map(|r| r.name.clone()).collect(),
             segments: BTreeSet::new(),
             playlists: BTreeMap::new(),
+            master: None,
         }
+    }
+
+    /// Stores `master` as the master playlist instead of the one ffmpeg
+    /// writes (a chunked video's names its audio rendition).
+    pub fn with_master(mut self, master: String) -> Self {
+        self.master = Some(master);
+        self
     }
 
     /// Stores what ffmpeg has completed since the last call. Returns
@@ -115,9 +125,12 @@ impl<'a> HlsPublisher<'a> {
             self.store_playlist(format!("{prefix}{rung}/{VARIANT_PLAYLIST}"), text)
                 .await?;
         }
-        if started == self.rungs.len()
-            && let Some(master) = read(&self.dir.join(MASTER_PLAYLIST), last).await?
-        {
+        let master = match (&self.master, started == self.rungs.len()) {
+            (_, false) => None,
+            (Some(master), true) => Some(master.clone()),
+            (None, true) => read(&self.dir.join(MASTER_PLAYLIST), last).await?,
+        };
+        if let Some(master) = master {
             self.store_playlist(keys::hls_master(self.id), master)
                 .await?;
         }

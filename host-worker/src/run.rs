@@ -35,6 +35,7 @@ use std::time::Duration;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use xtream_core::VideoId;
+use xtream_core::chunks::ChunkJob;
 use xtream_core::events::VideoUploaded;
 use xtream_native::shutdown_signal;
 
@@ -216,12 +217,17 @@ pub async fn run(config: WorkerConfig) -> Result<(), StartError> {
                 config.kafka_session_timeout.as_millis().to_string(),
             )
             .set("statistics.interval.ms", "5000")
+            // Chunk jobs go to partition `chunk % partitions`; round-robin
+            // gives consecutive partitions to different workers, so the
+            // chunks of one video spread over every worker. (`range` stays
+            // listed for a group that still has older workers.)
+            .set("partition.assignment.strategy", "roundrobin,range")
             .create_with_context(WorkerContext {
                 tracker: tracker.clone(),
                 metrics: maintenance.metrics.clone(),
             })?,
     );
-    consumer.subscribe(&[&config.kafka.uploads_topic])?;
+    consumer.subscribe(&[&config.kafka.uploads_topic, &config.kafka.chunks_topic])?;
 
     let transcoder = Arc::new(Transcoder {
         storage: maintenance.storage.clone(),
@@ -230,16 +236,22 @@ pub async fn run(config: WorkerConfig) -> Result<(), StartError> {
         topics: Topics {
             results: config.kafka.results_topic.clone(),
             dead_letter: config.kafka.dead_letter_topic.clone(),
+            chunks: config.kafka.chunks_topic.clone(),
         },
         metrics: maintenance.metrics.clone(),
         job_lease: config.job_lease,
         x264_preset: config.x264_preset.clone(),
+        ffmpeg_threads: config.ffmpeg_threads,
+        chunking: config.chunking,
+        chunk_partitions: std::sync::OnceLock::new(),
+        brokers: config.kafka.brokers.clone(),
         max_attempts: config.max_attempts,
         work_dir: config.work_dir.clone(),
     });
 
     tracing::info!(
         topic = %config.kafka.uploads_topic,
+        chunks_topic = %config.kafka.chunks_topic,
         group = %config.kafka.group,
         concurrency = config.concurrency,
         "consuming upload events"
@@ -279,10 +291,10 @@ struct ConsumeLoop {
     tracker: Arc<Mutex<OffsetTracker>>,
     transcoder: Arc<Transcoder>,
     slots: Arc<Semaphore>,
-    jobs: JoinSet<(Partition, i64, VideoId, JobEnd)>,
-    /// Videos with a job running: a duplicate event (relay, replay)
-    /// for one of them is covered by the running job.
-    in_flight: HashSet<VideoId>,
+    jobs: JoinSet<(Partition, i64, JobKey, JobEnd)>,
+    /// Jobs running: a duplicate event (relay, replay) for one of them is
+    /// covered by the running job.
+    in_flight: HashSet<JobKey>,
     /// Paused partitions and the offset each was rewound to.
     held: HashMap<Partition, i64>,
     hard_stop: watch::Receiver<bool>,
@@ -323,12 +335,12 @@ impl ConsumeLoop {
         let partition: Partition = (message.topic().to_owned(), message.partition());
         let offset = message.offset();
         // Messages fetched before the pause arrive after the first held
-        // one; rewinding to them would skip it.
-        if self
-            .held
-            .get(&partition)
-            .is_some_and(|held| *held <= offset)
-        {
+        // one; rewinding to them would skip it. The held message itself
+        // arriving again means the partition was fetched anew from its
+        // committed offset (a rebalance gave it back, unpaused): it is held
+        // again, or it and every message after it would be dropped until
+        // the next rebalance (chunk jobs of a video that never ends).
+        if self.held.get(&partition).is_some_and(|held| *held < offset) {
             return;
         }
         self.held.insert(partition.clone(), offset);
@@ -377,8 +389,13 @@ impl ConsumeLoop {
             .lock()
             .expect("tracker lock")
             .started(&partition, offset);
-        let event = match parse_event(message.payload()) {
-            Ok(event) => event,
+        let parsed = if message.topic() == self.transcoder.topics.chunks {
+            parse_chunk_job(message.payload()).map(Work::Chunk)
+        } else {
+            parse_event(message.payload()).map(Work::Upload)
+        };
+        let work = match parsed {
+            Ok(work) => work,
             Err(reason) => {
                 drop(slot);
                 tracing::warn!(?partition, offset, %reason, "dead-lettering a malformed event");
@@ -389,26 +406,40 @@ impl ConsumeLoop {
                 return;
             }
         };
-        let id = event.video_id;
-        if !self.in_flight.insert(id) {
+        let key = work.key();
+        let id = key.0;
+        if !self.in_flight.insert(key) {
             drop(slot);
-            tracing::info!(video = %id, offset, "a job for this video is already running; skipping the duplicate");
+            tracing::info!(video = %id, chunk = ?key.1, offset, "this job is already running; skipping the duplicate");
             self.settle(&partition, offset).await;
             return;
         }
-        tracing::info!(video = %id, ?partition, offset, "job taken");
+        tracing::info!(video = %id, chunk = ?key.1, ?partition, offset, "job taken");
         let transcoder = self.transcoder.clone();
         let stop = self.hard_stop.clone();
         self.jobs.spawn(async move {
-            let end = supervise(
-                || transcoder.process(&event, stop.clone()),
-                |message| transcoder.fail_after_panic(&event, message),
-                stop.clone(),
-                UNANNOUNCED_PAUSE,
-            )
-            .await;
+            let end = match &work {
+                Work::Upload(event) => {
+                    supervise(
+                        || transcoder.process(event, stop.clone()),
+                        |message| transcoder.fail_after_panic(event, message),
+                        stop.clone(),
+                        UNANNOUNCED_PAUSE,
+                    )
+                    .await
+                }
+                Work::Chunk(job) => {
+                    supervise(
+                        || transcoder.process_chunk(job, stop.clone()),
+                        |message| transcoder.fail_chunk_after_panic(job, message),
+                        stop.clone(),
+                        UNANNOUNCED_PAUSE,
+                    )
+                    .await
+                }
+            };
             drop(slot);
-            (partition, offset, id, end)
+            (partition, offset, key, end)
         });
     }
 
@@ -441,9 +472,9 @@ impl ConsumeLoop {
 
     async fn finish(
         &mut self,
-        done: Result<(Partition, i64, VideoId, JobEnd), tokio::task::JoinError>,
+        done: Result<(Partition, i64, JobKey, JobEnd), tokio::task::JoinError>,
     ) {
-        let (partition, offset, id, end) = match done {
+        let (partition, offset, key, end) = match done {
             Ok(done) => done,
             Err(err) => {
                 // `supervise` catches a job's panics; only one while failing
@@ -453,7 +484,8 @@ impl ConsumeLoop {
                 return;
             }
         };
-        self.in_flight.remove(&id);
+        self.in_flight.remove(&key);
+        let id = key.0;
         if end.is_done() {
             self.settle(&partition, offset).await;
         } else {
@@ -497,6 +529,30 @@ impl ConsumeLoop {
             self.finish(done).await;
         }
     }
+}
+
+/// A job: a whole video's, or one chunk's.
+enum Work {
+    Upload(VideoUploaded),
+    Chunk(ChunkJob),
+}
+
+/// What tells jobs apart: the video, and the chunk for chunk jobs.
+type JobKey = (VideoId, Option<u32>);
+
+impl Work {
+    fn key(&self) -> JobKey {
+        match self {
+            Self::Upload(event) => (event.video_id, None),
+            Self::Chunk(job) => (job.video_id, Some(job.span.chunk)),
+        }
+    }
+}
+
+/// Decodes a `video.chunk` event; the reason it is not one otherwise.
+pub fn parse_chunk_job(payload: Option<&[u8]>) -> Result<ChunkJob, String> {
+    let payload = payload.ok_or("the record has no value")?;
+    serde_json::from_slice(payload).map_err(|e| format!("not a video.chunk event: {e}"))
 }
 
 /// Decodes a `video.uploaded` event; the reason it is not one otherwise.

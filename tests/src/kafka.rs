@@ -20,6 +20,10 @@ use std::time::{Duration, Instant};
 /// Partitions of every topic the tests create: more than one, so keying
 /// and per-partition commits matter.
 pub const PARTITIONS: i32 = 3;
+/// Partitions of the chunks topic, as in Kubernetes: chunk jobs go to
+/// consecutive partitions, which the round-robin assignment deals out to
+/// the workers in turn, so 12 spreads chunks evenly over 1, 2, 3, 4 or 6.
+pub const CHUNK_PARTITIONS: i32 = 12;
 
 /// Where `./x setup` installs tansu, unless `XTREAM_TANSU` names the binary.
 pub fn tansu_binary() -> PathBuf {
@@ -146,18 +150,23 @@ impl Tansu {
 
     /// What the broker logged.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.log.path()).unwrap_or_default()
+        self.log.read()
     }
 
     /// Creates topics of [`PARTITIONS`] partitions.
     pub async fn create_topics(&self, names: &[&str]) -> anyhow::Result<()> {
+        self.create_topics_of(names, PARTITIONS).await
+    }
+
+    /// Creates topics of `partitions` partitions.
+    pub async fn create_topics_of(&self, names: &[&str], partitions: i32) -> anyhow::Result<()> {
         let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
             .set("bootstrap.servers", &self.brokers)
             .set("log_level", "0")
             .create()?;
         let topics: Vec<NewTopic<'_>> = names
             .iter()
-            .map(|name| NewTopic::new(name, PARTITIONS, TopicReplication::Fixed(1)))
+            .map(|name| NewTopic::new(name, partitions, TopicReplication::Fixed(1)))
             .collect();
         let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
         for result in admin.create_topics(&topics, &options).await? {
@@ -171,10 +180,13 @@ impl Tansu {
         Ok(())
     }
 
-    /// Creates Xtream's three topics (uploads, results, dead letters).
+    /// Creates Xtream's topics (uploads, results, dead letters, and chunk
+    /// jobs with [`CHUNK_PARTITIONS`]).
     pub async fn create_xtream_topics(&self) -> anyhow::Result<()> {
         use xtream_core::events::{DEAD_LETTER_TOPIC, RESULTS_TOPIC, UPLOADS_TOPIC};
         self.create_topics(&[UPLOADS_TOPIC, RESULTS_TOPIC, DEAD_LETTER_TOPIC])
+            .await?;
+        self.create_topics_of(&[xtream_core::chunks::CHUNKS_TOPIC], CHUNK_PARTITIONS)
             .await
     }
 

@@ -703,11 +703,13 @@ async fn migrations_rerun_cleanly_and_an_edited_one_is_refused() {
     assert_eq!(
         tables().await,
         [
+            "chunked_videos",
             "outbox",
             "schema_migrations",
             "streamed_upload_slots",
             "streamed_uploads",
             "upload_sessions",
+            "video_chunks",
             "video_deletions",
             "videos",
             "whole_catalog_cache"

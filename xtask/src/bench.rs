@@ -14,6 +14,14 @@
 //!    to the row `playable` and to `ready` (issue target: playable within
 //!    5 s).
 //!
+//! 5. chunked transcoding (`--chunked`, the 3-minute source by default):
+//!    time to ready with 1 and 2 worker processes (`--workers 1,2`) on the
+//!    chunked path, and the one-pass path with one worker for comparison,
+//!    every worker given one core's worth of encoder threads
+//!    (`XTREAM_FFMPEG_THREADS=1`), so adding a process adds a core (issue
+//!    targets: 2 workers ready >= 1.8x sooner than 1; 1 chunked worker no
+//!    slower than 1.1x the one-pass path).
+//!
 //! Prints the times and the ratios worker/one-pass (target <= 1.1) and
 //! per-rung/one-pass, and writes them into BENCHMARKS.md with the machine.
 
@@ -49,6 +57,12 @@ pub struct Options {
     /// `--progressive` [60,180]: lengths in seconds of the sources timed
     /// to playable and to ready (`BENCH_PROGRESSIVE`); `none` skips them.
     pub progressive: Vec<u32>,
+    /// `--chunked` [180]: length in seconds of the source timed on the
+    /// chunked path (`BENCH_CHUNKED`); `none` skips that section.
+    pub chunked: Option<u32>,
+    /// `--workers` [1,2]: worker processes the chunked source is timed
+    /// with (`BENCH_WORKERS`).
+    pub workers: Vec<u32>,
 }
 
 impl Options {
@@ -88,6 +102,22 @@ impl Options {
                     .or_else(|| knob("BENCH_PROGRESSIVE"))
                     .unwrap_or_else(|| "60,180".into()),
             )?,
+            chunked: counts(
+                "--chunked",
+                &args
+                    .value("--chunked")?
+                    .or_else(|| knob("BENCH_CHUNKED"))
+                    .unwrap_or_else(|| "180".into()),
+            )?
+            .first()
+            .copied(),
+            workers: counts(
+                "--workers",
+                &args
+                    .value("--workers")?
+                    .or_else(|| knob("BENCH_WORKERS"))
+                    .unwrap_or_else(|| "1,2".into()),
+            )?,
         };
         if options.runs == 0 {
             bail!("--runs must be at least 1");
@@ -98,17 +128,22 @@ impl Options {
 
 /// `60,180` as lengths in seconds; `none` as none.
 fn progressive_lengths(text: &str) -> anyhow::Result<Vec<u32>> {
+    counts("--progressive", text)
+}
+
+/// `1,2` as positive whole numbers for `flag`; `none` as none.
+fn counts(flag: &str, text: &str) -> anyhow::Result<Vec<u32>> {
     if text.trim() == "none" {
         return Ok(Vec::new());
     }
     text.split(',')
-        .map(|length| {
-            let seconds: u32 = length
+        .map(|item| {
+            let number: u32 = item
                 .trim()
                 .parse()
-                .with_context(|| format!("--progressive: {length:?} is not a number of seconds"))?;
-            anyhow::ensure!(seconds > 0, "--progressive: lengths are at least 1 s");
-            Ok(seconds)
+                .with_context(|| format!("{flag}: {item:?} is not a whole number"))?;
+            anyhow::ensure!(number > 0, "{flag}: values are at least 1");
+            Ok(number)
         })
         .collect()
 }
@@ -236,7 +271,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     let (ladder, per_rung) = plan.split_first().context("the plan is empty")?;
     let rungs = per_rung.len();
 
-    let bench = Bench::start(preset).await?;
+    let mut bench = Bench::start(preset).await?;
     // The group's first assignment (join, rebalance) is start-up, not a
     // job: one small job first, untimed.
     say("warm-up: one short job while the worker joins its consumer group");
@@ -263,6 +298,14 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         worker.push(bench.job(&clip).await?.ready.as_secs_f64());
     }
 
+    // The worker logs a job's timings just after its row turns ready,
+    // which is what the poll saw: give the last line a moment to land.
+    for _ in 0..50 {
+        if bench.worker.log().matches("job timings").count() > runs {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     // Skips the warm-up job, the first in the log.
     let split = JobSplit::from_log(&bench.worker.log())?;
     let figures = Figures {
@@ -294,6 +337,18 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         progressive.push((length, times));
     }
 
+    // Chunked: the bench's own worker is stopped (it would take the jobs
+    // too); each configuration gets fresh workers in a consumer group of
+    // its own.
+    let chunked_section = match options.chunked {
+        Some(length) if !options.workers.is_empty() => {
+            bench.worker.kill();
+            let runs = chunked_runs(&bench, work.path(), &options, length).await?;
+            Some(chunked_section(&options, length, &runs, &Machine::this()))
+        }
+        _ => None,
+    };
+
     println!("\n{section}\n");
     println!(
         "worker/one-pass: {:.2}x   per-rung/one-pass: {:.2}x   worker's own steps: +{:.2}s ({:.3}x)",
@@ -312,11 +367,17 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     if let Some(section) = &playable_section {
         println!("\n{section}");
     }
+    if let Some(section) = &chunked_section {
+        println!("\n{section}");
+    }
     if options.write {
         let path = workspace_root().join("BENCHMARKS.md");
         write_section(&path, "worker-bench", "./x bench", &section)?;
         if let Some(section) = &playable_section {
             write_section(&path, "playable-bench", "./x bench", section)?;
+        }
+        if let Some(section) = &chunked_section {
+            write_section(&path, "chunked-bench", "./x bench", section)?;
         }
         say(&format!("wrote the results into {}", path.display()));
     }
@@ -373,9 +434,9 @@ Machine: {cores} cores (`nproc`), {cpu}; {date}.
 | Source | Playable after (s) | Ready after (s) | Playable within {target} s |
 |---|---|---|---|
 {rows}
-{headline} Chunked parallel transcoding is not built yet, so a second
-worker process would not make one video ready sooner; that comparison is
-not measured here.
+{headline} Sources longer than the worker's chunk threshold (120 s by
+default) take the chunked path, here with the one worker; the next section
+compares one and two worker processes.
 Reproduce: `./x bench --progressive 60,180` (knobs in xtask/src/bench.rs).
 ",
         size = options.size,
@@ -384,6 +445,175 @@ Reproduce: `./x bench --progressive 60,180` (knobs in xtask/src/bench.rs).
         cpu = machine.cpu,
         date = jiff::Timestamp::now().strftime("%Y-%m-%d"),
         target = PLAYABLE_TARGET.as_secs(),
+    )
+}
+
+/// One configuration of the chunked comparison, and what it measured.
+#[derive(Debug, Clone)]
+struct ChunkedRun {
+    /// Worker processes.
+    workers: u32,
+    /// Whether the source took the chunked path (else the one-pass one).
+    chunked: bool,
+    times: JobTimes,
+}
+
+/// Times the `length`-second source with one worker on the one-pass path,
+/// then on the chunked path with each count of `options.workers`. Every
+/// worker gets one encoder thread; each configuration its own consumer
+/// group, joined (a warm-up job) before it is timed.
+async fn chunked_runs(
+    bench: &Bench,
+    work: &Path,
+    options: &Options,
+    length: u32,
+) -> anyhow::Result<Vec<ChunkedRun>> {
+    let source = work.join(format!("chunked-{length}s.mp4"));
+    say(&format!("generating a {length}s {} source", options.size));
+    clips::lavfi_mp4(
+        &source,
+        &format!("testsrc2=size={}:rate=25:duration={length}", options.size),
+        Some(&format!(
+            "sine=frequency=440:sample_rate=48000:duration={length}"
+        )),
+        &[],
+    )?;
+    let warmup = work.join("chunked-warmup.mp4");
+    clips::lavfi_mp4(
+        &warmup,
+        "testsrc2=size=320x240:rate=25:duration=1",
+        None,
+        &[],
+    )?;
+    let mut configurations = vec![(1, false)];
+    configurations.extend(options.workers.iter().map(|&workers| (workers, true)));
+    let mut runs = Vec::new();
+    for (index, (workers, chunked)) in configurations.into_iter().enumerate() {
+        let group = format!("xtream-bench-{index}");
+        // Below the source's length, or off.
+        let threshold = if chunked { "60s" } else { "0" };
+        let settings = [
+            ("XTREAM_X264_PRESET", options.preset.as_str()),
+            ("XTREAM_FFMPEG_THREADS", "1"),
+            ("XTREAM_KAFKA_GROUP", group.as_str()),
+            ("XTREAM_CHUNK_THRESHOLD", threshold),
+        ];
+        let mut started = Vec::new();
+        for _ in 0..workers {
+            started.push(Worker::run(&bench.garage, &bench._tansu, &bench.db, &settings).await?);
+        }
+        // A new group reads the topics from the start: earlier videos are
+        // ready, so their events are skipped at once. The warm-up job waits
+        // for that and for every worker to have joined (tansu's join takes
+        // about half the 6 s session timeout).
+        tokio::time::sleep(Duration::from_secs(8)).await;
+        say(&format!(
+            "warm-up: {workers} worker(s), {}",
+            if chunked { "chunked" } else { "one pass" }
+        ));
+        bench.job(&warmup).await?;
+        say(&format!(
+            "the {length}s source with {workers} worker process(es), {}",
+            if chunked { "chunked" } else { "one pass" }
+        ));
+        let times = bench.job(&source).await?;
+        say(&format!("ready after {:.1} s", times.ready.as_secs_f64()));
+        if let Some(dir) = &options.keep_logs {
+            std::fs::create_dir_all(dir)?;
+            for (n, worker) in started.iter().enumerate() {
+                std::fs::write(dir.join(format!("worker-{group}-{n}.log")), worker.log())?;
+            }
+        }
+        drop(started);
+        runs.push(ChunkedRun {
+            workers,
+            chunked,
+            times,
+        });
+    }
+    Ok(runs)
+}
+
+/// The issue's target: two workers make a long video ready this many times
+/// sooner than one.
+const TWO_WORKER_SPEEDUP: f64 = 1.8;
+/// The issue's target: one worker on the chunked path is at most this much
+/// slower than on the one-pass path.
+const CHUNKED_OVERHEAD: f64 = 1.1;
+
+/// BENCHMARKS.md's section on chunked transcoding, markers aside.
+fn chunked_section(
+    options: &Options,
+    length: u32,
+    runs: &[ChunkedRun],
+    machine: &Machine,
+) -> String {
+    let ready_of = |workers: u32, chunked: bool| {
+        runs.iter()
+            .find(|run| run.workers == workers && run.chunked == chunked)
+            .map(|run| run.times.ready.as_secs_f64())
+    };
+    let mut rows = String::new();
+    for run in runs {
+        let playable = run.times.playable.map_or("never seen".to_owned(), |p| {
+            format!("{:.2}", p.as_secs_f64())
+        });
+        rows.push_str(&format!(
+            "| {} | {} | {playable} | {:.2} |\n",
+            if run.chunked { "chunked" } else { "one pass" },
+            run.workers,
+            run.times.ready.as_secs_f64()
+        ));
+    }
+    let mut verdicts = Vec::new();
+    if let (Some(one), Some(two)) = (ready_of(1, true), ready_of(2, true)) {
+        let speedup = one / two;
+        verdicts.push(format!(
+            "2 workers / 1 worker (chunked): ready **{speedup:.2}×** sooner (target ≥ {TWO_WORKER_SPEEDUP}×: {}).",
+            if speedup >= TWO_WORKER_SPEEDUP { "met" } else { "**missed**" }
+        ));
+    }
+    if let (Some(chunked), Some(one_pass)) = (ready_of(1, true), ready_of(1, false)) {
+        let ratio = chunked / one_pass;
+        verdicts.push(format!(
+            "1 worker, chunked / one pass: **{ratio:.2}×** (target ≤ {CHUNKED_OVERHEAD}×: {}).",
+            if ratio <= CHUNKED_OVERHEAD {
+                "met"
+            } else {
+                "**missed**"
+            }
+        ));
+    }
+    format!(
+        "## Worker: chunked transcoding with 1 and 2 worker processes
+
+Source: {length} s of `testsrc2` + 440 Hz sine, {size}, 25 fps, H.264/AAC;
+x264 preset `{preset}`. Each worker process encodes with one thread
+(`XTREAM_FFMPEG_THREADS=1`: one core's worth), so a second process adds a
+core. Chunked: threshold 60 s, chunks of about 30 s (the first 8 s), in a
+consumer group of their own; timed from the upload event's announcement to
+the row `playable` and `ready`, polling every 0.1 s.
+Machine: {cores} cores (`nproc`), {cpu}; {date}.
+
+| Path | Worker processes | Playable after (s) | Ready after (s) |
+|---|---|---|---|
+{rows}
+{verdicts}
+Reproduce: `./x bench --chunked {length} --workers {workers}` (knobs in
+xtask/src/bench.rs).
+",
+        size = options.size,
+        preset = options.preset,
+        cores = machine.cores,
+        cpu = machine.cpu,
+        date = jiff::Timestamp::now().strftime("%Y-%m-%d"),
+        verdicts = verdicts.join("\n"),
+        workers = options
+            .workers
+            .iter()
+            .map(u32::to_string)
+            .collect::<Vec<_>>()
+            .join(","),
     )
 }
 
@@ -643,6 +873,8 @@ mod tests {
             write: false,
             keep_logs: None,
             progressive: vec![60, 180],
+            chunked: Some(180),
+            workers: vec![1, 2],
         };
         let machine = Machine {
             cores: 2,
@@ -684,6 +916,60 @@ mod tests {
     }
 
     #[test]
+    fn the_chunked_section_compares_worker_counts_and_paths() {
+        let options = Options {
+            seconds: 4,
+            size: "1920x1080".into(),
+            runs: 1,
+            preset: "veryfast".into(),
+            write: false,
+            keep_logs: None,
+            progressive: vec![],
+            chunked: Some(180),
+            workers: vec![1, 2],
+        };
+        let machine = Machine {
+            cores: 2,
+            cpu: "AMD EPYC".into(),
+            memory_gib: 24.0,
+            kernel: "6.1".into(),
+        };
+        let run = |workers, chunked, ready: f64| ChunkedRun {
+            workers,
+            chunked,
+            times: JobTimes {
+                playable: Some(Duration::from_secs(4)),
+                ready: Duration::from_secs_f64(ready),
+            },
+        };
+        let section = chunked_section(
+            &options,
+            180,
+            &[
+                run(1, false, 400.0),
+                run(1, true, 420.0),
+                run(2, true, 220.0),
+            ],
+            &machine,
+        );
+        for expected in [
+            "| one pass | 1 | 4.00 | 400.00 |",
+            "| chunked | 2 | 4.00 | 220.00 |",
+            "ready **1.91×** sooner (target ≥ 1.8×: met)",
+            "1 worker, chunked / one pass: **1.05×** (target ≤ 1.1×: met)",
+            "`./x bench --chunked 180 --workers 1,2`",
+        ] {
+            assert!(
+                section.contains(expected),
+                "{expected:?} not in:\n{section}"
+            );
+        }
+        assert_eq!(counts("--workers", "1, 2").unwrap(), [1, 2]);
+        assert!(counts("--workers", "0").is_err());
+        assert!(counts("--chunked", "none").unwrap().is_empty());
+    }
+
+    #[test]
     fn the_section_records_its_inputs() {
         let figures = Figures {
             one_pass: vec![17.04, 18.0],
@@ -702,6 +988,8 @@ mod tests {
             write: false,
             keep_logs: None,
             progressive: vec![60],
+            chunked: None,
+            workers: vec![1, 2],
         };
         let machine = Machine {
             cores: 2,

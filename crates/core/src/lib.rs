@@ -9,6 +9,7 @@
 
 pub mod auth;
 pub mod catalog;
+pub mod chunks;
 pub mod config;
 pub mod error;
 pub mod events;

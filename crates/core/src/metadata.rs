@@ -52,6 +52,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "whole_catalog_cache",
         include_str!("../../../migrations/0006_whole_catalog_cache.sql"),
     ),
+    (
+        7,
+        "chunks",
+        include_str!("../../../migrations/0007_chunks.sql"),
+    ),
 ];
 
 /// One value bound to a placeholder.

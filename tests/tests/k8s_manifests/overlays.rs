@@ -228,7 +228,12 @@ fn overlays_deploy_everything_the_platform_needs() {
             .filter(|o| kind(o) == "KafkaTopic")
             .map(name)
             .collect();
-        for topic in ["xtream.uploads", "xtream.results", "xtream.uploads.dlq"] {
+        for topic in [
+            "xtream.uploads",
+            "xtream.results",
+            "xtream.uploads.dlq",
+            "xtream.chunks",
+        ] {
             assert!(topics.contains(topic), "{overlay}: no topic {topic}");
         }
         let kafka = objects.iter().find(|o| kind(o) == "Kafka").unwrap();

@@ -218,10 +218,14 @@ pub(crate) fn kafka_scaling_violations(objects: &[Value]) -> Vec<String> {
             }
             if let Some(target) = target {
                 let env = env_of(objects, target);
-                for (var, want) in [
-                    ("XTREAM_KAFKA_GROUP", group),
-                    ("XTREAM_UPLOADS_TOPIC", topic),
-                ] {
+                // The worker consumes upload events and chunk jobs.
+                let topic_var = if env.get("XTREAM_CHUNKS_TOPIC").map(String::as_str) == Some(topic)
+                {
+                    "XTREAM_CHUNKS_TOPIC"
+                } else {
+                    "XTREAM_UPLOADS_TOPIC"
+                };
+                for (var, want) in [("XTREAM_KAFKA_GROUP", group), (topic_var, topic)] {
                     if env.get(var).map(String::as_str) != Some(want) {
                         out.push(format!(
                             "{at}: trigger watches {want:?} but {} has {var}={:?}",

@@ -1,0 +1,642 @@
+//! Chunked transcoding of long sources ([`xtream_core::chunks`] plans it).
+//!
+//! The job of the upload event lists the keyframes, stores the plan, and
+//! cuts the video at the planned keyframes by stream copy. Then, at once:
+//! it uploads the later chunks' sources and announces them on the chunks
+//! topic (any worker of the group takes them); and it encodes the sound
+//! once into the audio rendition, then the first chunk itself (its source
+//! is already on this disk), publishing that chunk's segments and growing
+//! playlists as ffmpeg writes them, so the video plays after its first
+//! segment. Last it makes the poster and the storyboard.
+//!
+//! A chunk job downloads its chunk's source, encodes it into the ladder and
+//! uploads its segments, then completes it: with the video's plan locked
+//! (one completion at a time per video), the chunk is counted done (once,
+//! whatever the redeliveries), and the playlists are stored stitched from
+//! every chunk done from the first without a gap (`EVENT`, growing), the
+//! master with them: the video is `playable`. The completion that finds
+//! every chunk and the pictures done stores the playlists `VOD` and makes
+//! the video ready. A redelivered chunk that is done already only repeats
+//! that completion, so a crash between counting and finishing loses
+//! nothing; one that is not done is encoded again and its segments, at the
+//! same keys, replace what a killed worker left.
+
+use crate::db::{self, DbError};
+use crate::job::{
+    JobEnd, JobError, JobEvent, PARALLEL_UPLOADS, PUBLISH_EVERY, RunningJob, Transcoder,
+    content_type_of, ready_outcome, record_media, transcode_timeout,
+};
+use crate::media::{self, MediaError, MediaInfo, SEGMENT_SECONDS};
+use crate::publish::HlsPublisher;
+use futures::{StreamExt, TryStreamExt};
+use jiff::Timestamp;
+use std::path::{Path, PathBuf};
+use tokio::sync::watch;
+use xtream_core::chunks::{
+    self, AUDIO_RENDITION, ChunkJob, ChunkOutput, ChunkRow, ChunkSpan, ChunkedSource,
+};
+use xtream_core::ladder::RenditionLadder;
+use xtream_core::storyboard::Storyboard;
+use xtream_core::{VideoId, VideoRecord, VideoStatus, keys};
+
+/// Content type of every playlist.
+const PLAYLIST: &str = "application/vnd.apple.mpegurl";
+
+/// What a completion adds before it publishes.
+enum Completed {
+    /// Chunk `0` is encoded, its segments stored.
+    Chunk(u32, ChunkOutput),
+    /// The poster and the storyboard are stored.
+    Pictures,
+    /// Nothing new: publish (and finish) what is there, again.
+    Nothing,
+}
+
+/// What chunk jobs need to know of the probed source.
+fn source_of(media: &MediaInfo) -> ChunkedSource {
+    ChunkedSource {
+        duration_seconds: media.duration_seconds,
+        width: media.width,
+        height: media.height,
+        video_codec: media.video_codec.clone(),
+        audio_codec: media.audio_codec.clone(),
+        frame_rate: media.frame_rate,
+    }
+}
+
+/// The probe of the source, back from a chunk job.
+fn media_of(source: &ChunkedSource) -> MediaInfo {
+    MediaInfo {
+        duration_seconds: source.duration_seconds,
+        width: source.width,
+        height: source.height,
+        video_codec: source.video_codec.clone(),
+        audio_codec: source.audio_codec.clone(),
+        frame_rate: source.frame_rate,
+    }
+}
+
+fn ladder_of(source: &ChunkedSource) -> Result<RenditionLadder, JobError> {
+    RenditionLadder::for_source(source.width, source.height).ok_or_else(|| {
+        JobError::Media(MediaError::NotAVideo(format!(
+            "{}×{} is too small to be a video",
+            source.width, source.height
+        )))
+    })
+}
+
+/// Reads a row of [`chunks::select_chunks`].
+fn chunk_row(row: &tokio_postgres::Row) -> Result<ChunkRow, DbError> {
+    let chunk: i64 = db::column(row, 0)?;
+    let output: Option<String> = db::column(row, 4)?;
+    let output = output
+        .map(|text| serde_json::from_str::<ChunkOutput>(&text))
+        .transpose()
+        .map_err(|e| DbError::Unreadable(format!("a chunk's output: {e}")))?;
+    Ok(ChunkRow {
+        span: ChunkSpan {
+            chunk: u32::try_from(chunk)
+                .map_err(|_| DbError::Unreadable(format!("chunk number {chunk}")))?,
+            start_seconds: db::column(row, 1)?,
+            end_seconds: db::column(row, 2)?,
+        },
+        done: db::column(row, 3)?,
+        output,
+    })
+}
+
+impl Transcoder {
+    /// The job of an upload event, for a source long enough to be chunked:
+    /// `record` is `transcoding`, `original` downloaded and probed (and its
+    /// ladder known to exist).
+    pub(crate) async fn transcode_in_chunks(
+        &self,
+        record: VideoRecord,
+        original: &Path,
+        scratch: &Path,
+        media: &MediaInfo,
+    ) -> Result<JobEnd, JobError> {
+        let id = record.id;
+        let source = source_of(media);
+        let keyframes = media::keyframes(original).await?;
+        let planned = chunks::plan(
+            &keyframes,
+            media.duration_seconds,
+            self.chunking.chunk_length.as_secs_f64(),
+        );
+        if planned.is_empty() {
+            return Err(MediaError::NotAVideo("the video has no keyframe".into()).into());
+        }
+        // The plan first stored holds, should this be a second run.
+        self.metadata
+            .execute(&chunks::insert_plan(id, &planned))
+            .await?;
+        let rows = self.chunk_rows(id).await?;
+        if rows.is_empty() {
+            return Err(JobError::MissingRecord(id));
+        }
+        let spans: Vec<ChunkSpan> = rows.iter().map(|row| row.span).collect();
+        tracing::info!(video = %id, chunks = spans.len(), "cutting into chunks");
+
+        let sources = scratch.join("chunks");
+        tokio::fs::create_dir_all(&sources)
+            .await
+            .map_err(JobError::Scratch)?;
+        let timeout = transcode_timeout(media.duration_seconds);
+        media::run_ffmpeg(
+            &media::split_args(original, &sources, &chunks::cut_times(&spans)),
+            timeout,
+        )
+        .await?;
+        let pending: Vec<ChunkSpan> = rows
+            .iter()
+            .filter(|row| !row.done)
+            .map(|row| row.span)
+            .collect();
+        // Other workers start on the later chunks while this one encodes
+        // the first: their sources are uploaded, then announced.
+        let hand_out = async {
+            // Owned paths and keys: futures built by a closure that borrows
+            // trip the compiler's proof that the job is `Send`.
+            let files: Vec<(PathBuf, String)> = pending
+                .iter()
+                .filter(|span| span.chunk > 0)
+                .map(|span| {
+                    (
+                        sources.join(chunks::source_name(span.chunk)),
+                        chunks::source_key(id, span.chunk),
+                    )
+                })
+                .collect();
+            let storage = &self.storage;
+            let uploads = files.into_iter().map(|(path, key)| async move {
+                storage
+                    .upload_file(&path, &key, "application/octet-stream")
+                    .await
+            });
+            futures::stream::iter(uploads)
+                .buffer_unordered(PARALLEL_UPLOADS)
+                .try_collect::<Vec<()>>()
+                .await?;
+            for span in pending.iter().filter(|span| span.chunk > 0) {
+                self.announce_chunk(&ChunkJob {
+                    video_id: id,
+                    span: *span,
+                    chunks: spans.len() as u32,
+                    source: source.clone(),
+                })
+                .await?;
+            }
+            Ok::<_, JobError>(())
+        };
+        let encode_first = async {
+            // The audio rendition is stored before anything could publish
+            // a master that names it.
+            if media.audio_codec.is_some() {
+                let audio = scratch.join("hls").join(AUDIO_RENDITION);
+                tokio::fs::create_dir_all(&audio)
+                    .await
+                    .map_err(JobError::Scratch)?;
+                media::run_ffmpeg(&media::audio_rendition_args(original, &audio), timeout).await?;
+                self.store_rendition(id, AUDIO_RENDITION, &audio).await?;
+            }
+            let Some(first) = pending.iter().find(|span| span.chunk == 0) else {
+                return Ok(false);
+            };
+            self.metadata.execute(&chunks::start_chunk(id, 0)).await?;
+            let _in_flight = RunningJob::count(&self.metrics.chunks_in_flight);
+            let source_path = sources.join(chunks::source_name(0));
+            let output = self
+                .encode_chunk(id, first, &source_path, scratch, &source, true)
+                .await?;
+            self.complete(id, &source, Completed::Chunk(0, output))
+                .await
+        };
+        let ((), mut made_ready) = tokio::try_join!(hand_out, encode_first)?;
+
+        let poster = scratch.join("thumbnail.jpg");
+        let storyboard = Storyboard::plan(media.duration_seconds, media.width, media.height);
+        let sprite = scratch.join(xtream_core::storyboard::SPRITE_NAME);
+        let poster_args = media::thumbnail_args(original, &poster, media);
+        let make_poster = media::run_ffmpeg(&poster_args, timeout);
+        let make_storyboard = async {
+            match &storyboard {
+                Some(board) => {
+                    let args = media::storyboard_args(original, &sprite, board);
+                    media::run_ffmpeg(&args, timeout).await
+                }
+                None => Ok(()),
+            }
+        };
+        tokio::try_join!(make_poster, make_storyboard)?;
+        self.storage
+            .upload_file(&poster, &keys::thumbnail(id), "image/jpeg")
+            .await?;
+        if let Some(board) = &storyboard {
+            self.store_storyboard(id, board, &sprite, scratch).await?;
+        }
+        made_ready |= self.complete(id, &source, Completed::Pictures).await?;
+        Ok(if made_ready {
+            JobEnd::Ready
+        } else {
+            JobEnd::Progressed
+        })
+    }
+
+    /// Handles one chunk event, retrying transient errors, until the chunk
+    /// is done or `stop` turns true (then it is released for redelivery).
+    pub async fn process_chunk(&self, job: &ChunkJob, mut stop: watch::Receiver<bool>) -> JobEnd {
+        let id = job.video_id;
+        let end = tokio::select! {
+            end = self.attempt_until_stopped(JobEvent::Chunk(job), &mut stop) => end,
+            never = self.keep_lease(id) => match never {},
+        };
+        tracing::info!(video = %id, chunk = job.span.chunk, ?end, "chunk job ended");
+        end
+    }
+
+    /// The job for chunk event `job` panicked: fail the video.
+    pub async fn fail_chunk_after_panic(&self, job: &ChunkJob, message: String) -> JobEnd {
+        self.metrics.jobs_failed.inc();
+        self.give_up(JobEvent::Chunk(job), &JobError::Panicked(message), 1)
+            .await
+    }
+
+    /// One try at a chunk.
+    pub(crate) async fn attempt_chunk(&self, job: &ChunkJob) -> Result<JobEnd, JobError> {
+        let id = job.video_id;
+        let record = self
+            .metadata
+            .record(id)
+            .await?
+            .ok_or(JobError::MissingRecord(id))?;
+        match record.status {
+            // The job that made it ready may have crashed before it
+            // announced it (its event came back): announce again, as the
+            // one-pass job does (consumers see outcomes at least once).
+            VideoStatus::Ready => {
+                self.announce(&ready_outcome(&record)).await?;
+                return Ok(JobEnd::Skipped);
+            }
+            VideoStatus::Failed => return Ok(JobEnd::Skipped),
+            VideoStatus::Uploaded | VideoStatus::Queued | VideoStatus::Transcoding => {}
+        }
+        let started = self
+            .metadata
+            .query(&chunks::start_chunk(id, job.span.chunk))
+            .await?;
+        let Some(row) = started.first() else {
+            // No plan any more: the video was deleted meanwhile.
+            return Err(JobError::MissingRecord(id));
+        };
+        let done: bool = db::column(row, 0)?;
+        // Counted from the attempt on (`start_chunk`) to its completion.
+        let _in_flight = (!done).then(|| RunningJob::count(&self.metrics.chunks_in_flight));
+        let completed = if done {
+            Completed::Nothing
+        } else {
+            let scratch = tempfile::Builder::new()
+                .prefix(&format!("xtream-chunk-{id}-{}-", job.span.chunk))
+                .tempdir_in(&self.work_dir)
+                .map_err(JobError::Scratch)?;
+            let source_path = scratch.path().join(chunks::source_name(job.span.chunk));
+            self.storage
+                .download(&chunks::source_key(id, job.span.chunk), &source_path)
+                .await?;
+            let output = self
+                .encode_chunk(
+                    id,
+                    &job.span,
+                    &source_path,
+                    scratch.path(),
+                    &job.source,
+                    false,
+                )
+                .await?;
+            Completed::Chunk(job.span.chunk, output)
+        };
+        Ok(if self.complete(id, &job.source, completed).await? {
+            JobEnd::Ready
+        } else {
+            JobEnd::Progressed
+        })
+    }
+
+    /// Encodes chunk `span` from its source at `source_path` into the
+    /// ladder and stores its segments; returns them, by rendition. With
+    /// `progressive` (the first chunk), its segments and growing playlists
+    /// are published while ffmpeg writes them, with the master, so the
+    /// video plays after its first segment rather than its first chunk: no
+    /// other chunk's completion publishes anything before the first one's
+    /// (only chunks done from the first are), so nothing else writes the
+    /// playlists meanwhile.
+    async fn encode_chunk(
+        &self,
+        id: VideoId,
+        span: &ChunkSpan,
+        source_path: &Path,
+        scratch: &Path,
+        source: &ChunkedSource,
+        progressive: bool,
+    ) -> Result<ChunkOutput, JobError> {
+        let media = media_of(source);
+        let ladder = ladder_of(source)?;
+        let (media, ladder) = (&media, &ladder);
+        let hls = scratch.join(format!("hls-{:04}", span.chunk));
+        for rung in &ladder.rungs {
+            tokio::fs::create_dir_all(hls.join(&rung.name))
+                .await
+                .map_err(JobError::Scratch)?;
+        }
+        let length = span
+            .end_seconds
+            .map_or(media.duration_seconds, |end| end - span.start_seconds);
+        let args = media::with_threads(
+            media::chunk_ladder_args(
+                source_path,
+                &hls,
+                ladder,
+                media,
+                &self.x264_preset,
+                span,
+                progressive,
+            ),
+            self.ffmpeg_threads,
+        );
+        let encode = media::run_ffmpeg(&args, transcode_timeout(length));
+        if progressive {
+            let master = chunks::master_playlist(ladder, source.audio_codec.is_some());
+            let mut publisher =
+                HlsPublisher::new(&self.storage, id, &hls, ladder).with_master(master);
+            tokio::pin!(encode);
+            let mut tick = tokio::time::interval(PUBLISH_EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut playable = false;
+            loop {
+                tokio::select! {
+                    ended = &mut encode => {
+                        ended?;
+                        break;
+                    }
+                    _ = tick.tick() => {
+                        if publisher.publish().await? && !playable {
+                            self.mark_playable(id, source).await?;
+                            playable = true;
+                        }
+                    }
+                }
+            }
+        } else {
+            encode.await?;
+        }
+        let mut output = ChunkOutput::new();
+        for rung in &ladder.rungs {
+            let segments = self
+                .store_rendition_segments(id, &rung.name, &hls.join(&rung.name))
+                .await?;
+            if segments.is_empty() {
+                return Err(MediaError::TranscodeFailed(format!(
+                    "chunk {} gave no segment of {}",
+                    span.chunk, rung.name
+                ))
+                .into());
+            }
+            output.insert(rung.name.clone(), segments);
+        }
+        Ok(output)
+    }
+
+    /// Uploads the segments of the rendition ffmpeg wrote in `dir`
+    /// (`index.m3u8` names them) under `hls/{rendition}/`; returns them.
+    async fn store_rendition_segments(
+        &self,
+        id: VideoId,
+        rendition: &str,
+        dir: &Path,
+    ) -> Result<Vec<chunks::Segment>, JobError> {
+        let playlist = tokio::fs::read_to_string(dir.join("index.m3u8"))
+            .await
+            .map_err(JobError::Scratch)?;
+        let segments = chunks::segments_of(&playlist);
+        let prefix = format!("{}{rendition}/", keys::hls_prefix(id));
+        if let Some(odd) = segments
+            .iter()
+            .find(|segment| segment.uri.contains(['/', '\\']) || segment.uri.starts_with('.'))
+        {
+            return Err(JobError::Media(MediaError::TranscodeFailed(format!(
+                "unexpected segment name {}",
+                odd.uri
+            ))));
+        }
+        let files: Vec<(PathBuf, String)> = segments
+            .iter()
+            .map(|segment| (dir.join(&segment.uri), format!("{prefix}{}", segment.uri)))
+            .collect();
+        let storage = &self.storage;
+        let uploads = files.into_iter().map(|(path, key)| async move {
+            storage
+                .upload_file(&path, &key, content_type_of(&path))
+                .await
+                .map_err(JobError::from)
+        });
+        futures::stream::iter(uploads)
+            .buffer_unordered(PARALLEL_UPLOADS)
+            .try_collect::<Vec<()>>()
+            .await?;
+        Ok(segments)
+    }
+
+    /// Stores a whole rendition: its segments, then its playlist.
+    async fn store_rendition(
+        &self,
+        id: VideoId,
+        rendition: &str,
+        dir: &Path,
+    ) -> Result<(), JobError> {
+        self.store_rendition_segments(id, rendition, dir).await?;
+        let playlist = tokio::fs::read_to_string(dir.join("index.m3u8"))
+            .await
+            .map_err(JobError::Scratch)?;
+        self.storage
+            .upload_text(
+                xtream_core::hls::finalized(&playlist),
+                &format!("{}{rendition}/index.m3u8", keys::hls_prefix(id)),
+                PLAYLIST,
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Every chunk of video `id`, in order.
+    async fn chunk_rows(&self, id: VideoId) -> Result<Vec<ChunkRow>, JobError> {
+        let rows = self.metadata.query(&chunks::select_chunks(id)).await?;
+        Ok(rows.iter().map(chunk_row).collect::<Result<_, _>>()?)
+    }
+
+    /// Sends a chunk job to the chunks topic, on partition `chunk` modulo
+    /// the partitions: consecutive chunks land on different partitions,
+    /// and so, with the round-robin assignment, on different workers.
+    async fn announce_chunk(&self, job: &ChunkJob) -> Result<(), JobError> {
+        let value = serde_json::to_vec(job).expect("a chunk job always serialises");
+        let key = format!("{}/{}", job.video_id, job.span.chunk);
+        let partitions = self.chunk_partitions().await;
+        let record = crate::kafka::Record {
+            key: Some(key.as_bytes()),
+            value: Some(&value),
+            partition: partitions.map(|count| (job.span.chunk as i32 - 1).rem_euclid(count)),
+            ..crate::kafka::Record::default()
+        };
+        self.publisher.publish(&self.topics.chunks, record).await?;
+        Ok(())
+    }
+
+    /// How many partitions the chunks topic has, asked once; `None` while
+    /// the broker does not say (then the key picks the partition).
+    async fn chunk_partitions(&self) -> Option<i32> {
+        if let Some(count) = self.chunk_partitions.get() {
+            return Some(*count);
+        }
+        let brokers = self.brokers.clone();
+        let topic = self.topics.chunks.clone();
+        let asked = tokio::task::spawn_blocking(move || {
+            use rdkafka::consumer::{BaseConsumer, Consumer};
+            let consumer: BaseConsumer = crate::kafka::base_config(&brokers).create().ok()?;
+            let metadata = consumer
+                .fetch_metadata(Some(&topic), std::time::Duration::from_secs(5))
+                .ok()?;
+            let count = metadata.topics().first()?.partitions().len();
+            i32::try_from(count).ok().filter(|count| *count > 0)
+        })
+        .await
+        .ok()
+        .flatten();
+        if let Some(count) = asked {
+            let _ = self.chunk_partitions.set(count);
+        }
+        asked
+    }
+
+    /// Completes a part of video `id`, then publishes every chunk done from
+    /// the first, in order, with the plan locked; finishes the video when
+    /// nothing is missing. Returns whether this call made it ready.
+    async fn complete(
+        &self,
+        id: VideoId,
+        source: &ChunkedSource,
+        completed: Completed,
+    ) -> Result<bool, JobError> {
+        let ladder = ladder_of(source)?;
+        let with_audio = source.audio_codec.is_some();
+        let mut client = self.metadata.client().await?;
+        let transaction = client.transaction().await.map_err(DbError::from)?;
+        let locked = db::query_on(&transaction, &chunks::lock_plan(id)).await?;
+        let Some(lock) = locked.first() else {
+            return Err(JobError::MissingRecord(id));
+        };
+        let mut pictures_done: bool = db::column(lock, 0)?;
+        match &completed {
+            Completed::Chunk(chunk, output) => {
+                let counted =
+                    db::execute_on(&transaction, &chunks::finish_chunk(id, *chunk, output)).await?;
+                if counted == 1 {
+                    self.metrics.chunks_done.inc();
+                }
+            }
+            Completed::Pictures => {
+                db::execute_on(&transaction, &chunks::finish_pictures(id)).await?;
+                pictures_done = true;
+            }
+            Completed::Nothing => {}
+        }
+        let rows: Vec<ChunkRow> = db::query_on(&transaction, &chunks::select_chunks(id))
+            .await?
+            .iter()
+            .map(chunk_row)
+            .collect::<Result<_, _>>()?;
+        let done: Vec<bool> = rows.iter().map(|row| row.done).collect();
+        let published = chunks::done_prefix(&done);
+        let every_chunk = published == rows.len();
+        if published > 0 {
+            let outputs: Vec<ChunkOutput> = rows[..published]
+                .iter()
+                .map(|row| row.output.clone().unwrap_or_default())
+                .collect();
+            let prefix = keys::hls_prefix(id);
+            for rung in &ladder.rungs {
+                let text =
+                    chunks::stitched_playlist(&outputs, &rung.name, SEGMENT_SECONDS, every_chunk);
+                self.storage
+                    .upload_text(text, &format!("{prefix}{}/index.m3u8", rung.name), PLAYLIST)
+                    .await?;
+            }
+            self.storage
+                .upload_text(
+                    chunks::master_playlist(&ladder, with_audio),
+                    &keys::hls_master(id),
+                    PLAYLIST,
+                )
+                .await?;
+        }
+        transaction.commit().await.map_err(DbError::from)?;
+        drop(client);
+
+        let Some(mut record) = self.metadata.record(id).await? else {
+            return Err(JobError::MissingRecord(id));
+        };
+        // Queued again meanwhile (its lease ran out): the job cutting it
+        // again finishes it.
+        if record.status != VideoStatus::Transcoding {
+            return Ok(false);
+        }
+        let media = media_of(source);
+        if every_chunk && pictures_done {
+            record_media(&mut record, &media, &ladder);
+            record.playable = true;
+            record.thumbnail = Some(keys::thumbnail(id));
+            record.storyboard = Storyboard::plan(media.duration_seconds, media.width, media.height)
+                .map(|_| keys::storyboard_index(id));
+            let record = self.advance(record, VideoStatus::Ready).await?;
+            self.metrics.job_duration.observe(since_upload(&record));
+            self.announce(&ready_outcome(&record))
+                .await
+                .map_err(JobError::ReadyUnannounced)?;
+            tracing::info!(video = %id, chunks = rows.len(), "chunked video ready");
+            if let Err(err) = self
+                .storage
+                .delete_prefix(&chunks::sources_prefix(id))
+                .await
+            {
+                tracing::warn!(video = %id, error = %err, "cannot remove the chunk sources");
+            }
+            return Ok(true);
+        }
+        if published > 0 && !record.playable {
+            self.mark_playable(id, source).await?;
+        }
+        Ok(false)
+    }
+
+    /// Marks video `id` playable (its master and a segment of every
+    /// rendition are stored), compare-and-set on `transcoding`: a deleted
+    /// video ends the job here; one queued again meanwhile is left alone.
+    async fn mark_playable(&self, id: VideoId, source: &ChunkedSource) -> Result<(), JobError> {
+        let Some(mut record) = self.metadata.record(id).await? else {
+            return Err(JobError::MissingRecord(id));
+        };
+        if record.status != VideoStatus::Transcoding || record.playable {
+            return Ok(());
+        }
+        record_media(&mut record, &media_of(source), &ladder_of(source)?);
+        record.playable = true;
+        let record = self.advance(record, VideoStatus::Transcoding).await?;
+        self.metrics.time_to_playable.observe(since_upload(&record));
+        tracing::info!(video = %id, "chunked video playable");
+        Ok(())
+    }
+}
+
+/// Seconds since the video's upload: a chunked video has no one job whose
+/// start to measure from.
+fn since_upload(record: &VideoRecord) -> f64 {
+    (Timestamp::now().as_millisecond() - record.created_at.as_millisecond()).max(0) as f64 / 1000.0
+}
