@@ -27,7 +27,7 @@
 //! | `XTREAM_KAFKA_SESSION_TIMEOUT` | `45s` | How long the group waits for a worker that stopped heartbeating (crashed) before its partitions move. |
 //! | `XTREAM_UPLOAD_TTL` | `24h` | A resumable upload still open after this long (or past its own expiry) is aborted and its parts freed. |
 //! | `XTREAM_SWEEP_EVERY` | a quarter of the above, 1 s–10 min | How often the sweeper looks for abandoned uploads, unfinished deletions and abandoned jobs. |
-//! | `XTREAM_CHUNK_THRESHOLD` | `120s` | A source longer than this is cut into chunks that every worker encodes in parallel; `0` keeps every source one pass. |
+//! | `XTREAM_CHUNK_THRESHOLD` | `600s` | A source longer than this is cut into chunks that every worker encodes in parallel; `0` keeps every source one pass. |
 //! | `XTREAM_CHUNK_LENGTH` | `30s` | About how long each chunk is (cut at the first keyframe after; the first chunk is at most 8 s, so the video plays sooner). |
 //! | `XTREAM_FFMPEG_THREADS` | `0` | Threads each encoding ffmpeg may use (`-threads`); `0` lets ffmpeg use every core. |
 //! | `XTREAM_JOB_LEASE` | `10m` | A running job renews its video's lease every fifth of this; a video in `queued` or `transcoding` whose lease ran out is queued again (its job died without its event coming back). |
@@ -243,7 +243,12 @@ impl WorkerConfig {
             });
         }
         let chunking = Chunking {
-            threshold: env.duration("XTREAM_CHUNK_THRESHOLD", Duration::from_secs(120))?,
+            // Ten minutes: the chunked path makes a video playable later
+            // (its first chunk waits for the keyframe scan, the cut and the
+            // whole audio encode: 17-20 s for a 3-minute 1080p source
+            // against 4-6 s in one pass, BENCHMARKS.md), so it pays only
+            // where one worker alone would take far longer to finish.
+            threshold: env.duration("XTREAM_CHUNK_THRESHOLD", Duration::from_secs(600))?,
             chunk_length,
         };
         let x264_preset = env.or("XTREAM_X264_PRESET", "veryfast");
@@ -352,11 +357,11 @@ mod tests {
         assert_eq!(config.upload_ttl, Duration::from_secs(24 * 3600));
         assert_eq!(config.sweep_every, Duration::from_secs(600));
         assert_eq!(config.kafka.chunks_topic, "xtream.chunks");
-        assert_eq!(config.chunking.threshold, Duration::from_secs(120));
+        assert_eq!(config.chunking.threshold, Duration::from_secs(600));
         assert_eq!(config.chunking.chunk_length, Duration::from_secs(30));
         assert_eq!(config.ffmpeg_threads, 0);
-        assert!(config.chunking.applies_to(121.0));
-        assert!(!config.chunking.applies_to(120.0));
+        assert!(config.chunking.applies_to(601.0));
+        assert!(!config.chunking.applies_to(600.0));
     }
 
     #[test]

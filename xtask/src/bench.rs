@@ -434,9 +434,9 @@ Machine: {cores} cores (`nproc`), {cpu}; {date}.
 | Source | Playable after (s) | Ready after (s) | Playable within {target} s |
 |---|---|---|---|
 {rows}
-{headline} Sources longer than the worker's chunk threshold (120 s by
-default) take the chunked path, here with the one worker; the next section
-compares one and two worker processes.
+{headline} Each source takes the path the worker's defaults choose: one pass,
+or chunked if it is longer than `XTREAM_CHUNK_THRESHOLD`; the next section
+times the chunked path with one and two worker processes.
 Reproduce: `./x bench --progressive 60,180` (knobs in xtask/src/bench.rs).
 ",
         size = options.size,
