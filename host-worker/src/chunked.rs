@@ -265,21 +265,8 @@ impl Transcoder {
     /// One try at a chunk.
     pub(crate) async fn attempt_chunk(&self, job: &ChunkJob) -> Result<JobEnd, JobError> {
         let id = job.video_id;
-        let record = self
-            .metadata
-            .record(id)
-            .await?
-            .ok_or(JobError::MissingRecord(id))?;
-        match record.status {
-            // The job that made it ready may have crashed before it
-            // announced it (its event came back): announce again, as the
-            // one-pass job does (consumers see outcomes at least once).
-            VideoStatus::Ready => {
-                self.announce(&ready_outcome(&record)).await?;
-                return Ok(JobEnd::Skipped);
-            }
-            VideoStatus::Failed => return Ok(JobEnd::Skipped),
-            VideoStatus::Uploaded | VideoStatus::Queued | VideoStatus::Transcoding => {}
+        if self.record_to_work_on(id).await?.is_none() {
+            return Ok(JobEnd::Skipped);
         }
         let started = self
             .metadata

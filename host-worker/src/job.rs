@@ -437,8 +437,15 @@ impl Transcoder {
         }
     }
 
-    /// One try, start to finish.
-    async fn attempt(&self, id: VideoId) -> Result<JobEnd, JobError> {
+    /// The record of video `id` while a job still has work on it; `None`
+    /// once it is finished. A ready one is announced again: a redelivery
+    /// after a crash between the record and the outcome (consumers see
+    /// outcomes at least once). A failed one was announced before its
+    /// record was written.
+    pub(crate) async fn record_to_work_on(
+        &self,
+        id: VideoId,
+    ) -> Result<Option<VideoRecord>, JobError> {
         let record = self
             .metadata
             .record(id)
@@ -446,16 +453,21 @@ impl Transcoder {
             .ok_or(JobError::MissingRecord(id))?;
         match record.status {
             VideoStatus::Ready => {
-                // A redelivery after a crash between the record and the
-                // outcome: announce again (consumers see at least once).
                 self.announce(&ready_outcome(&record)).await?;
-                return Ok(JobEnd::Skipped);
+                Ok(None)
             }
-            // Failed jobs announce before they write the record, so a
-            // failed record has been announced already.
-            VideoStatus::Failed => return Ok(JobEnd::Skipped),
-            VideoStatus::Uploaded | VideoStatus::Queued | VideoStatus::Transcoding => {}
+            VideoStatus::Failed => Ok(None),
+            VideoStatus::Uploaded | VideoStatus::Queued | VideoStatus::Transcoding => {
+                Ok(Some(record))
+            }
         }
+    }
+
+    /// One try, start to finish.
+    async fn attempt(&self, id: VideoId) -> Result<JobEnd, JobError> {
+        let Some(record) = self.record_to_work_on(id).await? else {
+            return Ok(JobEnd::Skipped);
+        };
         let record = self.advance(record, VideoStatus::Queued).await?;
 
         let scratch = tempfile::Builder::new()

@@ -284,7 +284,7 @@ pub fn ladder_args(
         ));
     }
 
-    let mut args = strings(&["-hide_banner", "-nostdin", "-y", "-loglevel", "error"]);
+    let mut args = quiet_ffmpeg();
     args.extend(input_args(input));
     args.extend(["-filter_complex".into(), graph]);
     for i in 0..n {
@@ -385,14 +385,8 @@ pub fn rung_args(
 /// (or the middle of a shorter video), at most 720 pixels high.
 pub fn thumbnail_args(input: &Path, output: &Path, media: &MediaInfo) -> Vec<String> {
     let at = (media.duration_seconds / 2.0).min(1.0);
-    let mut args = strings(&[
-        "-hide_banner",
-        "-nostdin",
-        "-y",
-        "-loglevel",
-        "error",
-        "-ss",
-    ]);
+    let mut args = quiet_ffmpeg();
+    args.push("-ss".into());
     args.push(format!("{at:.3}"));
     args.extend(input_args(input));
     args.extend(strings(&[
@@ -427,7 +421,7 @@ pub fn storyboard_args(input: &Path, output: &Path, board: &Storyboard) -> Vec<S
         board.columns,
         board.rows
     );
-    let mut args = strings(&["-hide_banner", "-nostdin", "-y", "-loglevel", "error"]);
+    let mut args = quiet_ffmpeg();
     args.extend(input_args(input));
     args.extend(["-an".into(), "-vf".into(), filter]);
     args.extend(strings(&["-frames:v", "1", "-q:v", "4", "-update", "1"]));
@@ -476,14 +470,8 @@ pub fn parse_keyframes(csv: &str) -> Vec<f64> {
 /// ones, in the segment muxer or in each NUT file), so a chunk's frames
 /// keep the times they have in the source and in the audio.
 pub fn split_args(input: &Path, out_dir: &Path, cut_times: &[f64]) -> Vec<String> {
-    let mut args = strings(&[
-        "-hide_banner",
-        "-nostdin",
-        "-y",
-        "-loglevel",
-        "error",
-        "-copyts",
-    ]);
+    let mut args = quiet_ffmpeg();
+    args.push("-copyts".into());
     args.extend(input_args(input));
     args.extend(strings(&[
         "-map",
@@ -514,14 +502,8 @@ pub fn split_args(input: &Path, out_dir: &Path, cut_times: &[f64]) -> Vec<String
 /// as the audio rendition of a chunked video (`out_dir/index.m3u8` and its
 /// segments), on the chunks' timeline.
 pub fn audio_rendition_args(input: &Path, out_dir: &Path) -> Vec<String> {
-    let mut args = strings(&[
-        "-hide_banner",
-        "-nostdin",
-        "-y",
-        "-loglevel",
-        "error",
-        "-copyts",
-    ]);
+    let mut args = quiet_ffmpeg();
+    args.push("-copyts".into());
     args.extend(input_args(input));
     args.extend(strings(&[
         "-map",
@@ -669,6 +651,12 @@ pub async fn keyframes(input: &Path) -> Result<Vec<f64>, MediaError> {
         )));
     }
     Ok(parse_keyframes(&String::from_utf8_lossy(&output.stdout)))
+}
+
+/// How every ffmpeg command here starts: no banner, no reading stdin,
+/// overwrite outputs, errors only.
+fn quiet_ffmpeg() -> Vec<String> {
+    strings(&["-hide_banner", "-nostdin", "-y", "-loglevel", "error"])
 }
 
 fn strings(items: &[&str]) -> Vec<String> {
