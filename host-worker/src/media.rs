@@ -636,14 +636,7 @@ fn set_value(args: &mut [String], flag: &str, value: String) {
 /// Runs ffprobe's packet list on `input` and returns its keyframes'
 /// presentation times.
 pub async fn keyframes(input: &Path) -> Result<Vec<f64>, MediaError> {
-    let output = command("ffprobe", &keyframe_probe_args(input))
-        .stdout(Stdio::piped())
-        .output()
-        .await
-        .map_err(|e| MediaError::Tool {
-            tool: "ffprobe",
-            detail: e.to_string(),
-        })?;
+    let output = run_ffprobe(&keyframe_probe_args(input)).await?;
     if !output.status.success() {
         return Err(MediaError::NotAVideo(format!(
             "cannot list its keyframes: {}",
@@ -651,6 +644,19 @@ pub async fn keyframes(input: &Path) -> Result<Vec<f64>, MediaError> {
         )));
     }
     Ok(parse_keyframes(&String::from_utf8_lossy(&output.stdout)))
+}
+
+/// Runs ffprobe with `args` and returns what it wrote; only failing to
+/// start it is an error here (its exit status is the caller's to read).
+async fn run_ffprobe(args: &[String]) -> Result<std::process::Output, MediaError> {
+    command("ffprobe", args)
+        .stdout(Stdio::piped())
+        .output()
+        .await
+        .map_err(|e| MediaError::Tool {
+            tool: "ffprobe",
+            detail: e.to_string(),
+        })
 }
 
 /// How every ffmpeg command here starts: no banner, no reading stdin,
@@ -669,14 +675,7 @@ fn path(p: &Path) -> String {
 
 /// Runs ffprobe on `input`.
 pub async fn probe(input: &Path) -> Result<MediaInfo, MediaError> {
-    let output = command("ffprobe", &probe_args(input))
-        .stdout(Stdio::piped())
-        .output()
-        .await
-        .map_err(|e| MediaError::Tool {
-            tool: "ffprobe",
-            detail: e.to_string(),
-        })?;
+    let output = run_ffprobe(&probe_args(input)).await?;
     if !output.status.success() {
         let stderr = tail(&output.stderr);
         // Killed by a signal: nothing to say about the file.
