@@ -4,7 +4,8 @@
 //! this crate stands in for `spin up`: it reads `spin.toml`, resolves Spin
 //! variables, routes requests by `[[trigger.http]]` routes to the real
 //! `.wasm` components (instantiated fresh per request, as Spin does),
-//! provides Spin's PostgreSQL interface ([`postgres`]), and enforces each
+//! provides Spin's PostgreSQL and key-value interfaces ([`postgres`],
+//! [`key_value`]), and enforces each
 //! component's `allowed_outbound_hosts`.
 //!
 //! ```no_run
@@ -27,6 +28,7 @@
 //! ```
 
 pub mod compile_cache;
+pub mod key_value;
 pub mod limits;
 pub mod manifest;
 pub mod metrics;
@@ -141,6 +143,7 @@ impl RunningHost {
         )?;
 
         // Only components with a route are served (Spin does the same).
+        let key_value_stores = key_value::KeyValueStores::default();
         let mut settings = Vec::new();
         for trigger in &manifest.triggers {
             if settings
@@ -154,6 +157,7 @@ impl RunningHost {
             let variables = variables::render_component_variables(&decl.variables, &app_values)
                 .with_context(|| format!("component `{id}`"))?;
             let policy = outbound_policy(&id, &decl.allowed_outbound_hosts, &app_values)?;
+            key_value_stores.check_labels(&id, &decl.key_value_stores)?;
             settings.push(runtime::ComponentSettings {
                 decl,
                 variables,
@@ -168,6 +172,7 @@ impl RunningHost {
             &cache,
             settings,
             outbound_pool::OutboundPool::new(&config.runtime_config.outbound_http),
+            key_value_stores,
         )
         .await?;
 

@@ -1,9 +1,10 @@
 //! Reading a Spin manifest (`spin.toml`, manifest version 2).
 //!
 //! Only the parts this host acts on are modelled: application variables, HTTP
-//! triggers and, per component, its source, `allowed_outbound_hosts` and
-//! variables. Every other key (`[component.x.build]`, `description`, …) is
-//! ignored, the way Spin ignores keys that belong to other tools.
+//! triggers and, per component, its source, `allowed_outbound_hosts`,
+//! `key_value_stores` and variables. Every other key
+//! (`[component.x.build]`, `description`, …) is ignored, the way Spin
+//! ignores keys that belong to other tools.
 
 use anyhow::{Context, Result, bail, ensure};
 use serde::Deserialize;
@@ -52,6 +53,8 @@ pub struct ComponentDecl {
     pub source: PathBuf,
     /// Outbound host templates, not yet rendered.
     pub allowed_outbound_hosts: Vec<String>,
+    /// Labels of the key-value stores the component may open.
+    pub key_value_stores: Vec<String>,
     /// Component variable templates by name, not yet rendered.
     pub variables: BTreeMap<String, String>,
 }
@@ -115,6 +118,8 @@ struct RawComponent {
     #[serde(default)]
     allowed_outbound_hosts: Vec<String>,
     #[serde(default)]
+    key_value_stores: Vec<String>,
+    #[serde(default)]
     variables: BTreeMap<String, String>,
 }
 
@@ -175,6 +180,7 @@ impl Manifest {
                 id: id.clone(),
                 source,
                 allowed_outbound_hosts: comp.allowed_outbound_hosts,
+                key_value_stores: comp.key_value_stores,
                 variables: comp.variables,
             };
             components.insert(id, decl);
@@ -253,6 +259,7 @@ source = "target/health.wasm"
 [component.videos]
 source = "/abs/videos.wasm"
 allowed_outbound_hosts = ["http://{{ s3_host }}"]
+key_value_stores = ["default"]
 [component.videos.variables]
 bucket = "{{ s3_bucket }}"
 [component.videos.build]
@@ -294,6 +301,8 @@ command = "cargo build"
             m.components["videos"].allowed_outbound_hosts,
             vec!["http://{{ s3_host }}"]
         );
+        assert_eq!(m.components["videos"].key_value_stores, vec!["default"]);
+        assert!(m.components["health"].key_value_stores.is_empty());
         assert_eq!(
             m.components["videos"].variables["bucket"],
             "{{ s3_bucket }}"

@@ -2,6 +2,7 @@
 //! Spin HTTP component imports, and one fresh instance per request.
 
 use crate::compile_cache::CompileCache;
+use crate::key_value::{self, KeyValueState, KeyValueStores};
 use crate::manifest::ComponentDecl;
 use crate::outbound::{OutboundHooks, OutboundPolicy};
 use crate::outbound_pool::OutboundPool;
@@ -9,7 +10,7 @@ use crate::postgres::{self, PgPools, PostgresState};
 use crate::variables::{self, ComponentVariables};
 use anyhow::{Context, Result, anyhow, bail};
 use bytes::Bytes;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use wasmtime::component::{Component, Linker, ResourceTable};
@@ -137,6 +138,7 @@ pub(crate) struct StoreState {
     hooks: OutboundHooks,
     variables: ComponentVariables,
     postgres: PostgresState,
+    key_value: KeyValueState,
     limits: StoreLimits,
 }
 
@@ -160,8 +162,8 @@ impl WasiHttpView for StoreState {
 }
 
 /// The imports this host provides: WASI 0.2 (CLI, clocks, random, I/O,
-/// filesystem, sockets), `wasi:http`, `fermyon:spin/variables` and
-/// `spin:postgres/postgres@4.0.0`. Versions
+/// filesystem, sockets), `wasi:http`, `fermyon:spin/variables`,
+/// `fermyon:spin/key-value` and `spin:postgres/postgres@4.0.0`. Versions
 /// are matched semver-compatibly, so components built against any 0.2.x
 /// WASI link.
 fn linker(engine: &Engine) -> Result<Linker<StoreState>> {
@@ -170,6 +172,7 @@ fn linker(engine: &Engine) -> Result<Linker<StoreState>> {
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
     variables::add_to_linker(&mut linker, |state| &mut state.variables)?;
     postgres::add_to_linker(&mut linker, |state| &mut state.postgres)?;
+    key_value::add_to_linker(&mut linker, |state| &mut state.key_value)?;
     Ok(linker)
 }
 
@@ -185,6 +188,9 @@ pub(crate) struct AppComponent {
     /// instances but, as in Spin, are never lent to another component.
     pg_pools: PgPools,
     policy: Arc<OutboundPolicy>,
+    /// The app's key-value stores, and which of them this component lists.
+    key_value_stores: KeyValueStores,
+    allowed_stores: Arc<HashSet<String>>,
 }
 
 /// What a component needs besides its code, already rendered.
@@ -201,6 +207,7 @@ pub(crate) async fn load_components(
     cache: &CompileCache,
     settings: Vec<ComponentSettings>,
     pool: OutboundPool,
+    key_value_stores: KeyValueStores,
 ) -> Result<HashMap<String, Arc<AppComponent>>> {
     let mut compiling: HashMap<PathBuf, tokio::task::JoinHandle<Result<Component>>> =
         HashMap::new();
@@ -240,6 +247,8 @@ pub(crate) async fn load_components(
             policy: Arc::new(s.policy),
             pool: pool.clone(),
             pg_pools: PgPools::new(),
+            key_value_stores: key_value_stores.clone(),
+            allowed_stores: Arc::new(s.decl.key_value_stores.iter().cloned().collect()),
         };
         components.insert(id, Arc::new(app_component));
     }
@@ -281,6 +290,10 @@ impl AppComponent {
                 self.id.clone(),
                 self.policy.clone(),
                 self.pg_pools.clone(),
+            ),
+            key_value: KeyValueState::new(
+                self.key_value_stores.clone(),
+                self.allowed_stores.clone(),
             ),
             limits: StoreLimitsBuilder::new()
                 .memory_size(MAX_MEMORY_BYTES)
