@@ -213,8 +213,9 @@ async fn original_listing_without_a_limit_holds_every_video() {
     assert_eq!(status, 400);
 }
 
-/// The whole catalog is answered from the array kept in the database for
-/// as long as no video changes, and every change shows on the next call,
+/// The whole catalog is answered from the array kept in the database (by
+/// way of the replica's copy in its key-value store) for as long as no
+/// video changes, and every change shows on the next call,
 /// including one that was still being written while an array was built.
 #[tokio::test]
 async fn original_listing_is_cached_until_a_video_changes() {
@@ -239,8 +240,21 @@ async fn original_listing_is_cached_until_a_video_changes() {
         "the array built is kept at the current generation"
     );
 
-    // Kept and answered while nothing changes: a marker put in its place
-    // is what the next call gets.
+    let row = client
+        .query_one(
+            "SELECT digest = encode(sha256(convert_to(body, 'UTF8')), 'hex') \
+             FROM whole_catalog_cache",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(row.get::<_, bool>(0), "the array is kept with its digest");
+
+    // The next call takes the kept array into this replica's own copy,
+    // which is answered from then on while its digest is the database's:
+    // another array put in the database's place under the same digest
+    // changes nothing...
+    assert_eq!(listed_titles(&stack).await, expected);
     client
         .execute(
             "UPDATE whole_catalog_cache SET body = '[{\"title\": \"from the cache\"}]'",
@@ -248,6 +262,16 @@ async fn original_listing_is_cached_until_a_video_changes() {
         )
         .await
         .unwrap();
+    assert_eq!(listed_titles(&stack).await, expected);
+    // ...until the digest is that array's: the replica then takes it.
+    client
+        .execute(
+            "UPDATE whole_catalog_cache SET digest = encode(sha256(convert_to(body, 'UTF8')), 'hex')",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(listed_titles(&stack).await, ["from the cache"]);
     assert_eq!(listed_titles(&stack).await, ["from the cache"]);
 
     // A change shows at once: renamed, added, deleted.

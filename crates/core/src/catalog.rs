@@ -80,6 +80,32 @@ impl ArrayWriter {
     }
 }
 
+/// The key under which a replica keeps its own copy of the whole
+/// catalog's array in its key-value store.
+pub const REPLICA_COPY_KEY: &str = "whole-catalog";
+
+/// A replica's copy of the whole catalog's array as its key-value store
+/// keeps it: the array's bytes, then the digest the database gave them.
+/// The digest goes last so that taking the array out is a truncation, not
+/// a copy of a megabyte.
+pub fn seal_replica_copy(array: &[u8], digest: &str) -> Vec<u8> {
+    let mut value = Vec::with_capacity(array.len() + digest.len());
+    value.extend_from_slice(array);
+    value.extend_from_slice(digest.as_bytes());
+    value
+}
+
+/// The array in `value` ([`seal_replica_copy`]) if it is the one whose
+/// digest is `digest`, the database's current one; `None` for a copy of
+/// any other array.
+pub fn open_replica_copy(mut value: Vec<u8>, digest: &str) -> Option<Vec<u8>> {
+    if digest.is_empty() || !value.ends_with(digest.as_bytes()) {
+        return None;
+    }
+    value.truncate(value.len() - digest.len());
+    Some(value)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -136,5 +162,23 @@ mod tests {
     fn an_unreadable_row_is_an_error_not_a_panic() {
         let err = Page::from_rows([("{}".to_owned(), 1)], 20).unwrap_err();
         assert_eq!(err.status, 500);
+    }
+
+    #[test]
+    fn a_replica_copy_opens_only_with_the_digest_it_was_sealed_with() {
+        let array = br#"[{"id":"a"}]"#;
+        let sealed = seal_replica_copy(array, "9f86d0");
+        assert_eq!(
+            open_replica_copy(sealed.clone(), "9f86d0").as_deref(),
+            Some(&array[..])
+        );
+        assert_eq!(open_replica_copy(sealed.clone(), "9f86d1"), None);
+        assert_eq!(open_replica_copy(sealed, ""), None);
+        assert_eq!(open_replica_copy(b"d0".to_vec(), "9f86d0"), None);
+        // An empty catalog's array is a copy like any other.
+        assert_eq!(
+            open_replica_copy(seal_replica_copy(b"[]", "e3b0"), "e3b0").as_deref(),
+            Some(&b"[]"[..])
+        );
     }
 }

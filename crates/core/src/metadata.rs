@@ -57,6 +57,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "chunks",
         include_str!("../../../migrations/0007_chunks.sql"),
     ),
+    (
+        8,
+        "catalog_digest",
+        include_str!("../../../migrations/0008_catalog_digest.sql"),
+    ),
 ];
 
 /// One value bound to a placeholder.
@@ -730,7 +735,7 @@ impl ListQuery {
 
 impl ListQuery {
     /// Whether this asks for the whole catalog as it is: no filter, no
-    /// cursor. Only that answer is cached ([`cached_whole_catalog`]).
+    /// cursor. Only that answer is cached ([`whole_catalog_digest`]).
     pub fn is_whole_catalog(&self) -> bool {
         self.before_position.is_none() && self.status.is_none() && self.words.is_empty()
     }
@@ -742,22 +747,32 @@ impl ListQuery {
 /// every call instead.
 pub const WHOLE_CATALOG_CACHE_MAX_VIDEOS: usize = 4000;
 
-/// The catalog's generation now and, if no video changed since it was
-/// built, the cached array of every video: one row `(generation bigint,
-/// body text or NULL)`.
+/// The catalog's generation now and, if no video changed since the
+/// cached array was built, that array's digest: one row `(generation
+/// bigint, digest text or NULL)`. A replica whose own copy has that digest
+/// answers it; otherwise it takes the array with [`cached_whole_catalog`].
 ///
 /// The generation is `catalog_changes`' value, which a trigger advances on
 /// every change to `videos` as it happens, whether or not the change is
 /// committed yet (sequences ignore transactions). That is why a reader
 /// that builds the array reads the generation here, in a statement of its
 /// own, before [`whole_catalog_rows`].
-pub fn cached_whole_catalog() -> Statement {
+pub fn whole_catalog_digest() -> Statement {
     Statement {
-        sql: "SELECT changes.last_value, cache.body FROM catalog_changes AS changes \
+        sql: "SELECT changes.last_value, cache.digest FROM catalog_changes AS changes \
               LEFT JOIN whole_catalog_cache AS cache ON cache.generation = changes.last_value"
             .into(),
         params: Vec::new(),
     }
+}
+
+/// The cached array whose digest is `digest`: one row `(body text)`, or
+/// none once a newer array has replaced it.
+pub fn cached_whole_catalog(digest: &str) -> Statement {
+    let mut s = Statement::default();
+    let digest = s.bind(Param::Text(digest.to_owned()));
+    s.sql = format!("SELECT body FROM whole_catalog_cache WHERE digest = {digest}");
+    s
 }
 
 /// Every video, newest first, at most `limit` and one more to tell that
@@ -766,7 +781,7 @@ pub fn cached_whole_catalog() -> Statement {
 /// NULL record and position when there is no video.
 ///
 /// `settled` says whether the array built from these rows may be stored
-/// under the generation read just before ([`cached_whole_catalog`]). A
+/// under the generation read just before ([`whole_catalog_digest`]). A
 /// change counted up to that generation was written before this statement
 /// began, by a transaction that had its id by then. Settled means that no
 /// transaction was in progress as this statement's snapshot was taken:
@@ -810,16 +825,18 @@ pub fn release_whole_catalog_builder() -> Statement {
     }
 }
 
-/// Keeps `body`, the array of every video at `generation`, unless a newer
-/// one is kept already.
+/// Keeps `body`, the array of every video at `generation`, with its
+/// SHA-256 digest, unless a newer one is kept already.
 pub fn store_whole_catalog(generation: i64, body: String) -> Statement {
     let mut s = Statement::default();
     let generation = s.bind(Param::BigInt(generation));
     let body = s.bind(Param::Text(body));
     s.sql = format!(
-        "INSERT INTO whole_catalog_cache (generation, body) VALUES ({generation}, {body}) \
+        "INSERT INTO whole_catalog_cache (generation, body, digest) \
+         VALUES ({generation}, {body}, encode(sha256(convert_to({body}, 'UTF8')), 'hex')) \
          ON CONFLICT (only_row) DO UPDATE \
-           SET generation = excluded.generation, body = excluded.body \
+           SET generation = excluded.generation, body = excluded.body, \
+               digest = excluded.digest \
            WHERE whole_catalog_cache.generation < excluded.generation"
     );
     s
@@ -926,7 +943,8 @@ mod tests {
             video_exists(r.id),
             claim_unsent(5, 100),
             ping(),
-            cached_whole_catalog(),
+            whole_catalog_digest(),
+            cached_whole_catalog("00ff"),
             whole_catalog_rows(WHOLE_CATALOG_CACHE_MAX_VIDEOS),
             store_whole_catalog(9, "[]".into()),
             release_whole_catalog_builder(),

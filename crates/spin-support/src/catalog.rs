@@ -5,8 +5,11 @@ use crate::http::{respond_bytes, respond_error};
 use crate::storage::ObjectStore;
 use futures::SinkExt;
 use spin_sdk::http::{Fields, OutgoingResponse, ResponseOutparam};
+use spin_sdk::key_value::Store;
 use spin_sdk::pg4::DbValue;
-use xtream_core::catalog::{ArrayWriter, Page};
+use xtream_core::catalog::{
+    ArrayWriter, Page, REPLICA_COPY_KEY, open_replica_copy, seal_replica_copy,
+};
 use xtream_core::metadata::{self, ListQuery};
 use xtream_core::{ApiError, VideoId, VideoRecord, keys};
 
@@ -24,9 +27,10 @@ pub fn page(db: &Metadata, query: &ListQuery) -> Result<Page, ApiError> {
 /// underneath) as one JSON array: the original `GET /videos` listed
 /// everything.
 ///
-/// The whole catalog, unfiltered, is answered from the array cached in the
-/// database while no video has changed, and otherwise built, answered and
-/// cached for the calls after ([`whole_catalog`]). A catalog too big to
+/// The whole catalog, unfiltered, is answered from the array cached while
+/// no video has changed (this replica's copy of the one the database
+/// keeps), and otherwise built, answered and cached for the calls after
+/// ([`whole_catalog`]). A catalog too big to
 /// cache, and any filtered listing, is written page by page: it must
 /// neither be cut at a page nor be held in memory. A failure before the
 /// first byte is an error answer; one later ends the body without its
@@ -43,7 +47,7 @@ pub async fn respond_all(out: ResponseOutparam, mut query: ListQuery) {
     });
     let (mut current, db) = match first {
         Ok((Everything::Array(body), _)) => {
-            return respond_bytes(out, 200, body.into_bytes(), &[]).await;
+            return respond_bytes(out, 200, body, &[]).await;
         }
         Ok((Everything::StartsWith(page), db)) => (page, db),
         Err(error) => return respond_error(out, &error).await,
@@ -83,24 +87,34 @@ pub async fn respond_all(out: ResponseOutparam, mut query: ListQuery) {
 /// Every video, as [`respond_all`] starts answering it.
 enum Everything {
     /// The whole JSON array.
-    Array(String),
+    Array(Vec<u8>),
     /// Its first page; the rest follows page by page.
     StartsWith(Page),
 }
 
 /// The whole catalog: the cached array if no video changed since it was
-/// built; else the array built now (and cached, when nothing was being
-/// written meanwhile), or for a catalog too big to cache, its first
+/// built (this replica's copy when it has it, else the database's); else
+/// the array built now (and cached, when nothing was being written
+/// meanwhile), or for a catalog too big to cache, its first
 /// [`metadata::WHOLE_CATALOG_CACHE_MAX_VIDEOS`] videos.
 fn whole_catalog(db: &Metadata) -> Result<Everything, ApiError> {
-    let mut cached = db.rows(&metadata::cached_whole_catalog())?;
-    let Some(mut row) = cached.pop() else {
+    let mut current = db.rows(&metadata::whole_catalog_digest())?;
+    let Some(mut row) = current.pop() else {
         return Err(ApiError::internal("the catalog has no generation"));
     };
-    if let Some(body) = db::take_optional_text(&mut row, 1)? {
-        return Ok(Everything::Array(body));
-    }
     let generation = db::int64(&row, 0)?;
+    if let Some(digest) = db::take_optional_text(&mut row, 1)? {
+        if let Some(array) = replica_copy(&digest) {
+            return Ok(Everything::Array(array));
+        }
+        let mut cached = db.rows(&metadata::cached_whole_catalog(&digest))?;
+        if let Some(row) = cached.pop() {
+            let array = db::text(&row, 0)?.into_bytes();
+            keep_replica_copy(&array, &digest);
+            return Ok(Everything::Array(array));
+        }
+        // Replaced by a newer array since: build the current one.
+    }
     let limit = metadata::WHOLE_CATALOG_CACHE_MAX_VIDEOS;
     let rows = db.rows(&metadata::whole_catalog_rows(limit))?;
     let (builder, settled) = match rows.first() {
@@ -109,11 +123,13 @@ fn whole_catalog(db: &Metadata) -> Result<Everything, ApiError> {
     };
     let built = build_whole_catalog(&rows, limit);
     if builder {
-        if let Ok(Everything::Array(body)) = &built
+        if let Ok(Everything::Array(array)) = &built
             && settled
         {
+            // serde_json writes UTF-8: nothing is replaced.
+            let array = String::from_utf8_lossy(array).into_owned();
             // Only a later call is slower if this fails.
-            let stored = db.execute(&metadata::store_whole_catalog(generation, body.clone()));
+            let stored = db.execute(&metadata::store_whole_catalog(generation, array));
             if let Err(error) = stored {
                 eprintln!("the catalog's array is not cached: {}", error.message);
             }
@@ -126,6 +142,28 @@ fn whole_catalog(db: &Metadata) -> Result<Everything, ApiError> {
         }
     }
     built
+}
+
+/// This replica's copy of the array whose digest is `digest`, if it has
+/// that one. A store that fails only makes the call take the database's.
+fn replica_copy(digest: &str) -> Option<Vec<u8>> {
+    let kept = Store::open_default().and_then(|store| store.get(REPLICA_COPY_KEY));
+    match kept {
+        Ok(value) => open_replica_copy(value?, digest),
+        Err(error) => {
+            eprintln!("the catalog's replica copy cannot be read: {error:?}");
+            None
+        }
+    }
+}
+
+/// Keeps `array`, whose digest is `digest`, as this replica's copy.
+fn keep_replica_copy(array: &[u8], digest: &str) {
+    let kept = Store::open_default()
+        .and_then(|store| store.set(REPLICA_COPY_KEY, &seal_replica_copy(array, digest)));
+    if let Err(error) = kept {
+        eprintln!("the catalog's replica copy is not kept: {error:?}");
+    }
 }
 
 /// The answer made of [`metadata::whole_catalog_rows`]' rows.
@@ -144,7 +182,6 @@ fn build_whole_catalog(rows: &[Vec<DbValue>], limit: usize) -> Result<Everything
     let mut body = array.open().to_vec();
     body.extend(array.items(&everything.videos)?);
     body.extend(array.close());
-    let body = String::from_utf8(body).expect("serde_json writes UTF-8");
     Ok(Everything::Array(body))
 }
 
