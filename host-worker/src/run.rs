@@ -101,6 +101,20 @@ impl ConsumerContext for WorkerContext {
         }
         tracing::info!(?rebalance, "rebalance");
     }
+
+    /// librdkafka keeps a partition paused across a revoke and a new
+    /// assignment, so a partition held while every slot was busy would
+    /// never be fetched again if the slot freed up mid-rebalance (when
+    /// there is no assignment to resume). Every assigned partition starts
+    /// unpaused; a message that comes while the slots are still busy is
+    /// held again.
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(partitions) = rebalance
+            && let Err(err) = consumer.resume(partitions)
+        {
+            tracing::warn!(error = %err, "cannot resume the assigned partitions");
+        }
+    }
 }
 
 type WorkerConsumer = StreamConsumer<WorkerContext>;
@@ -337,9 +351,10 @@ impl ConsumeLoop {
         // Messages fetched before the pause arrive after the first held
         // one; rewinding to them would skip it. The held message itself
         // arriving again means the partition was fetched anew from its
-        // committed offset (a rebalance gave it back, unpaused): it is held
-        // again, or it and every message after it would be dropped until
-        // the next rebalance (chunk jobs of a video that never ends).
+        // committed offset (a rebalance gave it back, resumed by
+        // `post_rebalance`): it is held again, or it and every message
+        // after it would be dropped until the next rebalance (chunk jobs
+        // of a video that never ends).
         if self.held.get(&partition).is_some_and(|held| *held < offset) {
             return;
         }
