@@ -23,8 +23,8 @@
 
 use crate::db::{self, DbError};
 use crate::job::{
-    JobEnd, JobError, JobEvent, PARALLEL_UPLOADS, PUBLISH_EVERY, RunningJob, Transcoder,
-    content_type_of, ready_outcome, record_media, transcode_timeout,
+    JobEnd, JobError, JobEvent, PARALLEL_UPLOADS, RunningJob, Transcoder, content_type_of,
+    ready_outcome, record_media, transcode_timeout,
 };
 use crate::media::{self, MediaError, MediaInfo, SEGMENT_SECONDS};
 use crate::publish::HlsPublisher;
@@ -355,24 +355,11 @@ impl Transcoder {
             let master = chunks::master_playlist(ladder, source.audio_codec.is_some());
             let mut publisher =
                 HlsPublisher::new(&self.storage, id, &hls, ladder).with_master(master);
-            tokio::pin!(encode);
-            let mut tick = tokio::time::interval(PUBLISH_EVERY);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let mut playable = false;
-            loop {
-                tokio::select! {
-                    ended = &mut encode => {
-                        ended?;
-                        break;
-                    }
-                    _ = tick.tick() => {
-                        if publisher.publish().await? && !playable {
-                            self.mark_playable(id, source).await?;
-                            playable = true;
-                        }
-                    }
-                }
+            let mut encoding = publisher.while_encoding(encode);
+            if encoding.until_playable().await? {
+                self.mark_playable(id, source).await?;
             }
+            encoding.until_ended().await?;
         } else {
             encode.await?;
         }

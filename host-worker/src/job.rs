@@ -533,33 +533,21 @@ impl Transcoder {
         // playable with the first segment of every rendition.
         let encode_and_publish = async {
             let mut publisher = HlsPublisher::new(&self.storage, id, &hls, &ladder);
-            let encode = media::run_ffmpeg(&ladder_args, timeout);
-            tokio::pin!(encode);
-            let mut tick = tokio::time::interval(PUBLISH_EVERY);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut encoding = publisher.while_encoding(media::run_ffmpeg(&ladder_args, timeout));
             let mut record = record;
-            loop {
-                tokio::select! {
-                    ended = &mut encode => {
-                        ended?;
-                        break;
-                    }
-                    _ = tick.tick() => {
-                        if publisher.publish().await? && !record.playable {
-                            record_media(&mut record, &media, &ladder);
-                            record.playable = true;
-                            // Compare-and-set like every move: a video
-                            // deleted meanwhile ends the job here.
-                            record = self.advance(record, VideoStatus::Transcoding).await?;
-                            self.metrics
-                                .time_to_playable
-                                .observe(clock.elapsed().as_secs_f64());
-                            tracing::info!(video = %id, after = ?clock.elapsed(), "playable");
-                            playable_or_encoded.notify_one();
-                        }
-                    }
-                }
+            if encoding.until_playable().await? && !record.playable {
+                record_media(&mut record, &media, &ladder);
+                record.playable = true;
+                // Compare-and-set like every move: a video deleted
+                // meanwhile ends the job here.
+                record = self.advance(record, VideoStatus::Transcoding).await?;
+                self.metrics
+                    .time_to_playable
+                    .observe(clock.elapsed().as_secs_f64());
+                tracing::info!(video = %id, after = ?clock.elapsed(), "playable");
+                playable_or_encoded.notify_one();
             }
+            encoding.until_ended().await?;
             // A short video may be encoded before a tick saw it playable.
             playable_or_encoded.notify_one();
             publisher.finish().await?;

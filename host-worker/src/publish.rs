@@ -8,13 +8,15 @@
 //! playlists are stored as it wrote them (`EVENT`, growing); once it has
 //! ended, as `VOD` with `#EXT-X-ENDLIST` ([`hls::finalized`]).
 
-use crate::job::{JobError, PARALLEL_UPLOADS, content_type_of};
+use crate::job::{JobError, PARALLEL_UPLOADS, PUBLISH_EVERY, content_type_of};
 use crate::media::MediaError;
 use crate::storage::Storage;
 use futures::{StreamExt, TryStreamExt};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use tokio::time::{Interval, MissedTickBehavior};
 use xtream_core::ladder::RenditionLadder;
 use xtream_core::{VideoId, hls, keys};
 
@@ -66,6 +68,22 @@ impl<'a> HlsPublisher<'a> {
     pub async fn publish(&mut self) -> Result<bool, JobError> {
         self.store(false).await?;
         Ok(self.playlists.contains_key(&keys::hls_master(self.id)))
+    }
+
+    /// Publishes the folder every [`PUBLISH_EVERY`] while `encode`, the
+    /// ffmpeg run writing it, goes on.
+    pub fn while_encoding<F>(&mut self, encode: F) -> PublishedEncode<'_, 'a, F>
+    where
+        F: Future<Output = Result<(), MediaError>>,
+    {
+        let mut tick = tokio::time::interval(PUBLISH_EVERY);
+        tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        PublishedEncode {
+            publisher: self,
+            encode: Box::pin(encode),
+            tick,
+            ended: false,
+        }
     }
 
     /// After ffmpeg ended well: stores the rest, every playlist final, then
@@ -162,6 +180,45 @@ async fn read(path: &Path, required: bool) -> Result<Option<String>, JobError> {
 /// A file name with no folder in it.
 fn is_plain_name(name: &str) -> bool {
     !name.is_empty() && !name.contains(['/', '\\']) && !name.starts_with('.')
+}
+
+/// An ffmpeg run writing a publisher's folder, published as it goes
+/// ([`HlsPublisher::while_encoding`]).
+pub struct PublishedEncode<'p, 'a, F> {
+    publisher: &'p mut HlsPublisher<'a>,
+    encode: Pin<Box<F>>,
+    tick: Interval,
+    ended: bool,
+}
+
+impl<F: Future<Output = Result<(), MediaError>>> PublishedEncode<'_, '_, F> {
+    /// Publishes until a publish finds the video playable (`true`) or the
+    /// run ends first (`false`).
+    pub async fn until_playable(&mut self) -> Result<bool, JobError> {
+        self.publish(true).await
+    }
+
+    /// Publishes until the run ends.
+    pub async fn until_ended(mut self) -> Result<(), JobError> {
+        self.publish(false).await.map(drop)
+    }
+
+    async fn publish(&mut self, stop_when_playable: bool) -> Result<bool, JobError> {
+        while !self.ended {
+            tokio::select! {
+                ended = &mut self.encode => {
+                    ended?;
+                    self.ended = true;
+                }
+                _ = self.tick.tick() => {
+                    if self.publisher.publish().await? && stop_when_playable {
+                        return Ok(true);
+                    }
+                }
+            }
+        }
+        Ok(false)
+    }
 }
 
 #[cfg(test)]
