@@ -32,9 +32,7 @@ use futures::{StreamExt, TryStreamExt};
 use jiff::Timestamp;
 use std::path::{Path, PathBuf};
 use tokio::sync::watch;
-use xtream_core::chunks::{
-    self, AUDIO_RENDITION, ChunkJob, ChunkOutput, ChunkRow, ChunkSpan, ChunkedSource,
-};
+use xtream_core::chunks::{self, AUDIO_RENDITION, ChunkJob, ChunkOutput, ChunkRow, ChunkSpan};
 use xtream_core::ladder::RenditionLadder;
 use xtream_core::storyboard::Storyboard;
 use xtream_core::{VideoId, VideoRecord, VideoStatus, keys};
@@ -52,31 +50,7 @@ enum Completed {
     Nothing,
 }
 
-/// What chunk jobs need to know of the probed source.
-fn source_of(media: &MediaInfo) -> ChunkedSource {
-    ChunkedSource {
-        duration_seconds: media.duration_seconds,
-        width: media.width,
-        height: media.height,
-        video_codec: media.video_codec.clone(),
-        audio_codec: media.audio_codec.clone(),
-        frame_rate: media.frame_rate,
-    }
-}
-
-/// The probe of the source, back from a chunk job.
-fn media_of(source: &ChunkedSource) -> MediaInfo {
-    MediaInfo {
-        duration_seconds: source.duration_seconds,
-        width: source.width,
-        height: source.height,
-        video_codec: source.video_codec.clone(),
-        audio_codec: source.audio_codec.clone(),
-        frame_rate: source.frame_rate,
-    }
-}
-
-fn ladder_of(source: &ChunkedSource) -> Result<RenditionLadder, JobError> {
+fn ladder_of(source: &MediaInfo) -> Result<RenditionLadder, JobError> {
     RenditionLadder::for_source(source.width, source.height).ok_or_else(|| {
         JobError::Media(MediaError::NotAVideo(format!(
             "{}×{} is too small to be a video",
@@ -117,7 +91,6 @@ impl Transcoder {
         media: &MediaInfo,
     ) -> Result<JobEnd, JobError> {
         let id = record.id;
-        let source = source_of(media);
         let keyframes = media::keyframes(original).await?;
         let planned = chunks::plan(
             &keyframes,
@@ -183,7 +156,7 @@ impl Transcoder {
                     video_id: id,
                     span: *span,
                     chunks: spans.len() as u32,
-                    source: source.clone(),
+                    source: media.clone(),
                 })
                 .await?;
             }
@@ -207,10 +180,9 @@ impl Transcoder {
             let _in_flight = RunningJob::count(&self.metrics.chunks_in_flight);
             let source_path = sources.join(chunks::source_name(0));
             let output = self
-                .encode_chunk(id, first, &source_path, scratch, &source, true)
+                .encode_chunk(id, first, &source_path, scratch, media, true)
                 .await?;
-            self.complete(id, &source, Completed::Chunk(0, output))
-                .await
+            self.complete(id, media, Completed::Chunk(0, output)).await
         };
         let ((), mut made_ready) = tokio::try_join!(hand_out, encode_first)?;
 
@@ -235,7 +207,7 @@ impl Transcoder {
         if let Some(board) = &storyboard {
             self.store_storyboard(id, board, &sprite, scratch).await?;
         }
-        made_ready |= self.complete(id, &source, Completed::Pictures).await?;
+        made_ready |= self.complete(id, media, Completed::Pictures).await?;
         Ok(if made_ready {
             JobEnd::Ready
         } else {
@@ -323,12 +295,10 @@ impl Transcoder {
         span: &ChunkSpan,
         source_path: &Path,
         scratch: &Path,
-        source: &ChunkedSource,
+        source: &MediaInfo,
         progressive: bool,
     ) -> Result<ChunkOutput, JobError> {
-        let media = media_of(source);
-        let ladder = ladder_of(source)?;
-        let (media, ladder) = (&media, &ladder);
+        let ladder = &ladder_of(source)?;
         let hls = scratch.join(format!("hls-{:04}", span.chunk));
         for rung in &ladder.rungs {
             tokio::fs::create_dir_all(hls.join(&rung.name))
@@ -337,13 +307,13 @@ impl Transcoder {
         }
         let length = span
             .end_seconds
-            .map_or(media.duration_seconds, |end| end - span.start_seconds);
+            .map_or(source.duration_seconds, |end| end - span.start_seconds);
         let args = media::with_threads(
             media::chunk_ladder_args(
                 source_path,
                 &hls,
                 ladder,
-                media,
+                source,
                 &self.x264_preset,
                 span,
                 progressive,
@@ -496,7 +466,7 @@ impl Transcoder {
     async fn complete(
         &self,
         id: VideoId,
-        source: &ChunkedSource,
+        source: &MediaInfo,
         completed: Completed,
     ) -> Result<bool, JobError> {
         let ladder = ladder_of(source)?;
@@ -562,13 +532,13 @@ impl Transcoder {
         if record.status != VideoStatus::Transcoding {
             return Ok(false);
         }
-        let media = media_of(source);
         if every_chunk && pictures_done {
-            record_media(&mut record, &media, &ladder);
+            record_media(&mut record, source, &ladder);
             record.playable = true;
             record.thumbnail = Some(keys::thumbnail(id));
-            record.storyboard = Storyboard::plan(media.duration_seconds, media.width, media.height)
-                .map(|_| keys::storyboard_index(id));
+            record.storyboard =
+                Storyboard::plan(source.duration_seconds, source.width, source.height)
+                    .map(|_| keys::storyboard_index(id));
             let record = self.advance(record, VideoStatus::Ready).await?;
             self.metrics.job_duration.observe(since_upload(&record));
             self.announce(&ready_outcome(&record))
@@ -593,14 +563,14 @@ impl Transcoder {
     /// Marks video `id` playable (its master and a segment of every
     /// rendition are stored), compare-and-set on `transcoding`: a deleted
     /// video ends the job here; one queued again meanwhile is left alone.
-    async fn mark_playable(&self, id: VideoId, source: &ChunkedSource) -> Result<(), JobError> {
+    async fn mark_playable(&self, id: VideoId, source: &MediaInfo) -> Result<(), JobError> {
         let Some(mut record) = self.metadata.record(id).await? else {
             return Err(JobError::MissingRecord(id));
         };
         if record.status != VideoStatus::Transcoding || record.playable {
             return Ok(());
         }
-        record_media(&mut record, &media_of(source), &ladder_of(source)?);
+        record_media(&mut record, source, &ladder_of(source)?);
         record.playable = true;
         let record = self.advance(record, VideoStatus::Transcoding).await?;
         self.metrics.time_to_playable.observe(since_upload(&record));

@@ -52,22 +52,7 @@ pub const MAX_SIDE: u32 = 8192;
 /// Longest video accepted, in seconds (12 hours).
 pub const MAX_DURATION_SECONDS: f64 = 12.0 * 3600.0;
 
-/// What ffprobe says about an original.
-#[derive(Debug, Clone, PartialEq)]
-pub struct MediaInfo {
-    /// Length in seconds.
-    pub duration_seconds: f64,
-    /// Display width (after rotation).
-    pub width: u32,
-    /// Display height (after rotation).
-    pub height: u32,
-    /// e.g. `h264`.
-    pub video_codec: String,
-    /// e.g. `aac`; `None` for silent videos.
-    pub audio_codec: Option<String>,
-    /// Frames per second, when the container tells it.
-    pub frame_rate: Option<f64>,
-}
+pub use xtream_core::media::MediaInfo;
 
 /// Why a file cannot be transcoded, or why ffmpeg could not run.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -24,6 +24,7 @@
 //! ```
 
 use crate::ladder::RenditionLadder;
+use crate::media::MediaInfo;
 use crate::metadata::{Param, Statement};
 use crate::{VideoId, keys};
 use serde::{Deserialize, Serialize};
@@ -48,24 +49,6 @@ const SHORTEST_TAIL: f64 = 0.25;
 /// the keyframe they name, so rounding never moves the cut to the next
 /// keyframe (frames are more than a millisecond apart).
 pub const CUT_MARGIN_SECONDS: f64 = 0.001;
-
-/// What every chunk job needs to know of the source, as ffprobe told the
-/// job that cut it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ChunkedSource {
-    /// Length of the whole source, seconds.
-    pub duration_seconds: f64,
-    /// Display width.
-    pub width: u32,
-    /// Display height.
-    pub height: u32,
-    /// e.g. `h264`.
-    pub video_codec: String,
-    /// e.g. `aac`; `None` for silent videos.
-    pub audio_codec: Option<String>,
-    /// Frames per second, when known.
-    pub frame_rate: Option<f64>,
-}
 
 /// One chunk of a source: its video from the keyframe at `start_seconds`
 /// up to (not including) the one at `end_seconds`, on the source's
@@ -92,7 +75,7 @@ pub struct ChunkJob {
     /// How many chunks the video has.
     pub chunks: u32,
     /// The source as probed.
-    pub source: ChunkedSource,
+    pub source: MediaInfo,
 }
 
 /// The chunks of a source lasting `duration_seconds` whose video has
@@ -555,7 +538,7 @@ mod tests {
                 end_seconds: None,
             },
             chunks: 3,
-            source: ChunkedSource {
+            source: MediaInfo {
                 duration_seconds: 70.0,
                 width: 1920,
                 height: 1080,

@@ -17,6 +17,7 @@ pub mod hls;
 pub mod id;
 pub mod keys;
 pub mod ladder;
+pub mod media;
 pub mod metadata;
 pub mod multipart;
 pub mod playback;
