@@ -831,6 +831,16 @@ mod tests {
 2026-11-30T10:01:00Z  INFO job: download=100ms probe_and_queue=50µs ffmpeg=18s store_and_announce=250ms job timings
 ";
 
+    /// The machine every section below is written for.
+    fn machine() -> Machine {
+        Machine {
+            cores: 2,
+            cpu: "AMD EPYC".into(),
+            memory_gib: 24.0,
+            kernel: "6.1".into(),
+        }
+    }
+
     #[test]
     fn the_split_skips_the_warm_up_and_takes_the_worst_overhead_and_best_ffmpeg() {
         let split = JobSplit::from_log(LOG).unwrap();
@@ -876,12 +886,7 @@ mod tests {
             chunked: Some(180),
             workers: vec![1, 2],
         };
-        let machine = Machine {
-            cores: 2,
-            cpu: "AMD EPYC".into(),
-            memory_gib: 24.0,
-            kernel: "6.1".into(),
-        };
+        let machine = machine();
         let times = |playable: Option<f64>, ready: f64| JobTimes {
             playable: playable.map(Duration::from_secs_f64),
             ready: Duration::from_secs_f64(ready),
@@ -928,12 +933,7 @@ mod tests {
             chunked: Some(180),
             workers: vec![1, 2],
         };
-        let machine = Machine {
-            cores: 2,
-            cpu: "AMD EPYC".into(),
-            memory_gib: 24.0,
-            kernel: "6.1".into(),
-        };
+        let machine = machine();
         let run = |workers, chunked, ready: f64| ChunkedRun {
             workers,
             chunked,
@@ -991,12 +991,7 @@ mod tests {
             chunked: None,
             workers: vec![1, 2],
         };
-        let machine = Machine {
-            cores: 2,
-            cpu: "AMD EPYC".into(),
-            memory_gib: 24.0,
-            kernel: "6.1".into(),
-        };
+        let machine = machine();
         let section = figures.section(&options, 3, &machine, "1.00 0.50 0.25");
         for expected in [
             "Clip: 4 s of `testsrc2` + 440 Hz sine, 640x360, 25 fps",
