@@ -88,6 +88,27 @@ pub fn stdout_of(command: &mut std::process::Command) -> anyhow::Result<Vec<u8>>
     Ok(output.stdout)
 }
 
+/// What ffprobe says of `input` (a file, or a URL the test's own platform
+/// may serve), as JSON: `-v error -of json` and then `show`, the entries to
+/// print. Run with tokio's `Command`, so that a platform serving ffprobe
+/// from the test's thread keeps answering; a failure panics with ffprobe's
+/// message.
+pub async fn ffprobe_json(show: &[&str], input: impl AsRef<std::ffi::OsStr>) -> serde_json::Value {
+    let probe = tokio::process::Command::new("ffprobe")
+        .args(["-v", "error", "-of", "json"])
+        .args(show)
+        .arg(input)
+        .output()
+        .await
+        .expect("ffprobe runs");
+    assert!(
+        probe.status.success(),
+        "{}",
+        String::from_utf8_lossy(&probe.stderr)
+    );
+    serde_json::from_slice(&probe.stdout).expect("ffprobe prints JSON")
+}
+
 /// A free loopback port (bound, then released for the server to take).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

@@ -6,7 +6,7 @@
 use serde_json::Value;
 use std::time::{Duration, Instant};
 use xtream_tests::worker::wait_for_status;
-use xtream_tests::{Stack, Worker, clips};
+use xtream_tests::{Stack, Worker, clips, ffprobe_json};
 
 /// Chunk anything over 20 s, in chunks of about 10 s (the first 8 s): a
 /// 36 s source makes four chunks.
@@ -95,26 +95,8 @@ async fn assert_plays_continuously(stack: &Stack, id: &str) -> f64 {
     let master = stack
         .platform
         .url(&format!("/api/videos/{id}/hls/master.m3u8"));
-    // tokio's Command: the platform serves ffprobe from this very thread.
-    let probe = tokio::process::Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-show_entries",
-            "stream=index,codec_type:packet=stream_index,pts_time,duration_time",
-            "-of",
-            "json",
-        ])
-        .arg(&master)
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        probe.status.success(),
-        "{}",
-        String::from_utf8_lossy(&probe.stderr)
-    );
-    let probed: Value = serde_json::from_slice(&probe.stdout).unwrap();
+    let show = "stream=index,codec_type:packet=stream_index,pts_time,duration_time";
+    let probed = ffprobe_json(&["-show_entries", show], &master).await;
     let stream_of = |kind: &str| {
         probed["streams"]
             .as_array()

@@ -5,7 +5,7 @@ use serde_json::Value;
 use std::time::Duration;
 use xtream_core::events::UPLOADS_TOPIC;
 use xtream_tests::worker::{migrate, wait_for_status};
-use xtream_tests::{Garage, Platform, Postgres, Tansu, Worker, clips};
+use xtream_tests::{Garage, Platform, Postgres, Tansu, Worker, clips, ffprobe_json};
 
 /// Uploads are keyed (`api_keys`, `Authorization: Bearer`).
 const API_KEY: &str = "pipeline-test-key-0123456789";
@@ -153,24 +153,11 @@ async fn an_upload_becomes_a_playable_hls_ladder() {
         master.contains("RESOLUTION=640x360") && master.contains("RESOLUTION=1280x720"),
         "{master}"
     );
-    let probe = std::process::Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-print_format",
-            "json",
-            "-show_format",
-            "-show_streams",
-        ])
-        .arg(hls.path().join("master.m3u8"))
-        .output()
-        .unwrap();
-    assert!(
-        probe.status.success(),
-        "{}",
-        String::from_utf8_lossy(&probe.stderr)
-    );
-    let probed: Value = serde_json::from_slice(&probe.stdout).unwrap();
+    let probed = ffprobe_json(
+        &["-show_format", "-show_streams"],
+        hls.path().join("master.m3u8"),
+    )
+    .await;
     let heights: Vec<u64> = probed["streams"]
         .as_array()
         .unwrap()
@@ -572,29 +559,14 @@ async fn a_video_plays_while_it_transcodes_and_its_playlists_grow_then_close() {
     // master playlist lasts as long as the source, within one frame, and
     // every frame is there.
     let source = ready["duration_seconds"].as_f64().unwrap();
-    // tokio's Command: the platform serves ffprobe from this very thread.
-    let probe = tokio::process::Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-select_streams",
-            "v:0",
-            "-count_packets",
-            "-show_entries",
-            "format=duration:stream=nb_read_packets",
-            "-of",
-            "json",
-        ])
-        .arg(platform.url(&master_path))
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        probe.status.success(),
-        "{}",
-        String::from_utf8_lossy(&probe.stderr)
-    );
-    let probed: Value = serde_json::from_slice(&probe.stdout).unwrap();
+    let show = [
+        "-select_streams",
+        "v:0",
+        "-count_packets",
+        "-show_entries",
+        "format=duration:stream=nb_read_packets",
+    ];
+    let probed = ffprobe_json(&show, platform.url(&master_path)).await;
     let played: f64 = probed["format"]["duration"]
         .as_str()
         .unwrap()
