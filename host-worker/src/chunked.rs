@@ -1,16 +1,20 @@
 //! Chunked transcoding of long sources ([`xtream_core::chunks`] plans it).
 //!
-//! The job of the upload event lists the keyframes, stores the plan, and
-//! cuts the video at the planned keyframes by stream copy. Then, at once:
-//! it uploads the later chunks' sources and announces them on the chunks
-//! topic (any worker of the group takes them); and it encodes the sound
-//! once into the audio rendition, then the first chunk itself (its source
-//! is already on this disk), publishing that chunk's segments and growing
-//! playlists as ffmpeg writes them, so the video plays after its first
-//! segment. Last it makes the poster and the storyboard.
+//! The job of the upload event lists the keyframes and stores the plan.
+//! It cuts the first chunk alone (a stream copy of its few seconds) and
+//! encodes it at once, publishing its segments and growing playlists as
+//! ffmpeg writes them, so the video plays after its first segment. At the
+//! same time it encodes the sound once into the audio rendition (the
+//! master, which names it, waits for it), and cuts the whole video at the
+//! planned keyframes, uploads the later chunks' sources and announces them
+//! on the chunks topic (any worker of the group takes them). Last it makes
+//! the poster and the storyboard.
 //!
-//! A chunk job downloads its chunk's source, encodes it into the ladder and
-//! uploads its segments, then completes it: with the video's plan locked
+//! A chunk job claims its chunk (a lease in `video_chunks`, renewed while it
+//! works), downloads the chunk's source, encodes it into the ladder and
+//! uploads its segments, then completes it; then it claims any other chunk
+//! of the video nobody works on, so a free worker takes on the chunks whose
+//! events wait behind a busy one. A completion: with the video's plan locked
 //! (one completion at a time per video), the chunk is counted done (once,
 //! whatever the redeliveries), and the playlists are stored stitched from
 //! every chunk done from the first without a gap (`EVENT`, growing), the
@@ -18,8 +22,9 @@
 //! every chunk and the pictures done stores the playlists `VOD` and makes
 //! the video ready. A redelivered chunk that is done already only repeats
 //! that completion, so a crash between counting and finishing loses
-//! nothing; one that is not done is encoded again and its segments, at the
-//! same keys, replace what a killed worker left.
+//! nothing; one that is not done is encoded again once its claim has run
+//! out, and its segments, at the same keys, replace what a killed worker
+//! left.
 
 use crate::db::{self, DbError};
 use crate::job::{
@@ -32,7 +37,9 @@ use futures::{StreamExt, TryStreamExt};
 use jiff::Timestamp;
 use std::path::{Path, PathBuf};
 use tokio::sync::watch;
-use xtream_core::chunks::{self, AUDIO_RENDITION, ChunkJob, ChunkOutput, ChunkRow, ChunkSpan};
+use xtream_core::chunks::{
+    self, AUDIO_RENDITION, ChunkJob, ChunkOutput, ChunkRow, ChunkSpan, FIRST_CHUNK_SECONDS,
+};
 use xtream_core::ladder::RenditionLadder;
 use xtream_core::storyboard::Storyboard;
 use xtream_core::{VideoId, VideoRecord, VideoStatus, keys};
@@ -59,21 +66,30 @@ fn ladder_of(source: &MediaInfo) -> Result<RenditionLadder, JobError> {
     })
 }
 
+/// How often a chunk job whose chunk another job holds looks again.
+const CLAIM_POLL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Reads a chunk's span: the first three columns of [`chunks::claim_chunk`]
+/// and [`chunks::select_chunks`].
+fn span_of(row: &tokio_postgres::Row) -> Result<ChunkSpan, DbError> {
+    let chunk: i64 = db::column(row, 0)?;
+    Ok(ChunkSpan {
+        chunk: u32::try_from(chunk)
+            .map_err(|_| DbError::Unreadable(format!("chunk number {chunk}")))?,
+        start_seconds: db::column(row, 1)?,
+        end_seconds: db::column(row, 2)?,
+    })
+}
+
 /// Reads a row of [`chunks::select_chunks`].
 fn chunk_row(row: &tokio_postgres::Row) -> Result<ChunkRow, DbError> {
-    let chunk: i64 = db::column(row, 0)?;
     let output: Option<String> = db::column(row, 4)?;
     let output = output
         .map(|text| serde_json::from_str::<ChunkOutput>(&text))
         .transpose()
         .map_err(|e| DbError::Unreadable(format!("a chunk's output: {e}")))?;
     Ok(ChunkRow {
-        span: ChunkSpan {
-            chunk: u32::try_from(chunk)
-                .map_err(|_| DbError::Unreadable(format!("chunk number {chunk}")))?,
-            start_seconds: db::column(row, 1)?,
-            end_seconds: db::column(row, 2)?,
-        },
+        span: span_of(row)?,
         done: db::column(row, 3)?,
         output,
     })
@@ -95,7 +111,10 @@ impl Transcoder {
         let planned = chunks::plan(
             &keyframes,
             media.duration_seconds,
-            self.chunking.chunk_length.as_secs_f64(),
+            chunks::chunk_length(
+                media.duration_seconds,
+                self.chunking.chunk_length.as_secs_f64(),
+            ),
         );
         if planned.is_empty() {
             return Err(MediaError::NotAVideo("the video has no keyframe".into()).into());
@@ -111,29 +130,45 @@ impl Transcoder {
         let spans: Vec<ChunkSpan> = rows.iter().map(|row| row.span).collect();
         tracing::info!(video = %id, chunks = spans.len(), "cutting into chunks");
 
-        let sources = scratch.join("chunks");
-        tokio::fs::create_dir_all(&sources)
-            .await
-            .map_err(JobError::Scratch)?;
         let timeout = transcode_timeout(media.duration_seconds);
-        media::run_ffmpeg(
-            &media::split_args(original, &sources, &chunks::cut_times(&spans)),
-            timeout,
-        )
-        .await?;
         let pending: Vec<ChunkSpan> = rows
             .iter()
             .filter(|row| !row.done)
             .map(|row| row.span)
             .collect();
+        let later: Vec<ChunkSpan> = pending
+            .iter()
+            .filter(|span| span.chunk > 0)
+            .copied()
+            .collect();
+        let first = pending.iter().find(|span| span.chunk == 0);
+        // The first chunk is cut on its own (a stream copy of its seconds),
+        // so that its encode starts now, not once the whole source is cut.
+        let first_source = match first {
+            Some(span) => Some(
+                self.cut_first_chunk(original, scratch, span, &spans)
+                    .await?,
+            ),
+            None => None,
+        };
+        let (audio_stored, audio_stored_rx) = watch::channel(media.audio_codec.is_none());
         // Other workers start on the later chunks while this one encodes
-        // the first: their sources are uploaded, then announced.
+        // the first: the source is cut, their sources uploaded, then they
+        // are announced.
         let hand_out = async {
+            if later.is_empty() {
+                return Ok(());
+            }
+            let sources = scratch.join("chunks");
+            tokio::fs::create_dir_all(&sources)
+                .await
+                .map_err(JobError::Scratch)?;
+            let cut = media::split_args(original, &sources, &chunks::cut_times(&spans), None);
+            media::run_ffmpeg(&cut, timeout).await?;
             // Owned paths and keys: futures built by a closure that borrows
             // trip the compiler's proof that the job is `Send`.
-            let files: Vec<(PathBuf, String)> = pending
+            let files: Vec<(PathBuf, String)> = later
                 .iter()
-                .filter(|span| span.chunk > 0)
                 .map(|span| {
                     (
                         sources.join(chunks::source_name(span.chunk)),
@@ -151,7 +186,7 @@ impl Transcoder {
                 .buffer_unordered(PARALLEL_UPLOADS)
                 .try_collect::<Vec<()>>()
                 .await?;
-            for span in pending.iter().filter(|span| span.chunk > 0) {
+            for span in &later {
                 self.announce_chunk(&ChunkJob {
                     video_id: id,
                     span: *span,
@@ -162,29 +197,53 @@ impl Transcoder {
             }
             Ok::<_, JobError>(())
         };
-        let encode_first = async {
-            // The audio rendition is stored before anything could publish
-            // a master that names it.
+        // The sound, once for the whole source, alongside the first chunk,
+        // published as it grows: the master may name it from its first
+        // segment on.
+        let encode_audio = async {
             if media.audio_codec.is_some() {
-                let audio = scratch.join("hls").join(AUDIO_RENDITION);
+                let hls = scratch.join("hls");
+                let audio = hls.join(AUDIO_RENDITION);
                 tokio::fs::create_dir_all(&audio)
                     .await
                     .map_err(JobError::Scratch)?;
-                media::run_ffmpeg(&media::audio_rendition_args(original, &audio), timeout).await?;
-                self.store_rendition(id, AUDIO_RENDITION, &audio).await?;
+                let args = media::audio_rendition_args(original, &audio);
+                let encode = media::run_ffmpeg(&args, timeout);
+                let mut publisher =
+                    HlsPublisher::rendition(&self.storage, id, &hls, AUDIO_RENDITION);
+                let mut encoding = publisher.while_encoding(encode);
+                if encoding.until_playable().await? {
+                    audio_stored.send_replace(true);
+                }
+                encoding.until_ended().await?;
+                publisher.close().await?;
+                audio_stored.send_replace(true);
             }
-            let Some(first) = pending.iter().find(|span| span.chunk == 0) else {
+            Ok::<_, JobError>(())
+        };
+        let encode_first = async {
+            let (Some(span), Some(source_path)) = (first, &first_source) else {
                 return Ok(false);
             };
             self.metadata.execute(&chunks::start_chunk(id, 0)).await?;
             let _in_flight = RunningJob::count(&self.metrics.chunks_in_flight);
-            let source_path = sources.join(chunks::source_name(0));
             let output = self
-                .encode_chunk(id, first, &source_path, scratch, media, true)
+                .encode_chunk(
+                    id,
+                    span,
+                    source_path,
+                    scratch,
+                    media,
+                    Some(audio_stored_rx.clone()),
+                )
                 .await?;
+            // Its completion publishes a master naming the audio rendition:
+            // not before that has a segment stored. (Should encoding the
+            // sound fail, `try_join!` ends this wait with that error.)
+            let _ = audio_stored_rx.clone().wait_for(|stored| *stored).await;
             self.complete(id, media, Completed::Chunk(0, output)).await
         };
-        let ((), mut made_ready) = tokio::try_join!(hand_out, encode_first)?;
+        let ((), (), mut made_ready) = tokio::try_join!(hand_out, encode_audio, encode_first)?;
 
         let poster = scratch.join("thumbnail.jpg");
         let storyboard = Storyboard::plan(media.duration_seconds, media.width, media.height);
@@ -234,61 +293,128 @@ impl Transcoder {
             .await
     }
 
-    /// One try at a chunk.
+    /// One try at a chunk event: encodes its chunk, then any other chunk
+    /// of the video nobody works on (chunks queued behind a busy worker's
+    /// other jobs go to whichever worker is free), until none is left.
+    /// The event is settled only once its own chunk is done: when another
+    /// job holds it, this one waits, and takes it over if that job's claim
+    /// runs out (its worker died; its event may be redelivered elsewhere).
     pub(crate) async fn attempt_chunk(&self, job: &ChunkJob) -> Result<JobEnd, JobError> {
         let id = job.video_id;
         if self.record_to_work_on(id).await?.is_none() {
             return Ok(JobEnd::Skipped);
         }
-        let started = self
-            .metadata
-            .query(&chunks::start_chunk(id, job.span.chunk))
-            .await?;
-        let Some(row) = started.first() else {
-            // No plan any more: the video was deleted meanwhile.
-            return Err(JobError::MissingRecord(id));
-        };
-        let done: bool = db::column(row, 0)?;
-        // Counted from the attempt on (`start_chunk`) to its completion.
-        let _in_flight = (!done).then(|| RunningJob::count(&self.metrics.chunks_in_flight));
-        let completed = if done {
-            Completed::Nothing
-        } else {
-            let scratch = tempfile::Builder::new()
-                .prefix(&format!("xtream-chunk-{id}-{}-", job.span.chunk))
-                .tempdir_in(&self.work_dir)
-                .map_err(JobError::Scratch)?;
-            let source_path = scratch.path().join(chunks::source_name(job.span.chunk));
-            self.storage
-                .download(&chunks::source_key(id, job.span.chunk), &source_path)
+        let mut encoded_any = false;
+        let mut made_ready = false;
+        loop {
+            let claimed = self
+                .metadata
+                .query(&chunks::claim_chunk(id, job.span.chunk))
                 .await?;
-            let output = self
-                .encode_chunk(
-                    id,
-                    &job.span,
-                    &source_path,
-                    scratch.path(),
-                    &job.source,
-                    false,
-                )
+            if let Some(row) = claimed.first() {
+                let span = span_of(row)?;
+                if span.chunk != job.span.chunk {
+                    tracing::info!(video = %id, chunk = span.chunk, event_chunk = job.span.chunk, "taking on a chunk nobody works on");
+                }
+                made_ready |= tokio::select! {
+                    done = self.encode_claimed(job, &span) => done?,
+                    never = self.keep_claim(id, span.chunk) => match never {},
+                };
+                encoded_any = true;
+                continue;
+            }
+            let own = self
+                .metadata
+                .query(&chunks::chunk_done(id, job.span.chunk))
                 .await?;
-            Completed::Chunk(job.span.chunk, output)
-        };
-        Ok(if self.complete(id, &job.source, completed).await? {
+            let Some(own) = own.first() else {
+                // No plan any more: the video was deleted meanwhile.
+                return Err(JobError::MissingRecord(id));
+            };
+            if db::column::<bool>(own, 0)? {
+                break;
+            }
+            tokio::time::sleep(CLAIM_POLL).await;
+        }
+        // Nothing encoded here (a redelivery of a done chunk): repeat the
+        // completion, in case the job that counted it died before
+        // finishing the video.
+        if !encoded_any {
+            made_ready |= self.complete(id, &job.source, Completed::Nothing).await?;
+        }
+        Ok(if made_ready {
             JobEnd::Ready
         } else {
             JobEnd::Progressed
         })
     }
 
+    /// Encodes chunk `span` (claimed) of `job`'s video and completes it;
+    /// returns whether that made the video ready.
+    async fn encode_claimed(&self, job: &ChunkJob, span: &ChunkSpan) -> Result<bool, JobError> {
+        let id = job.video_id;
+        let _in_flight = RunningJob::count(&self.metrics.chunks_in_flight);
+        let scratch = tempfile::Builder::new()
+            .prefix(&format!("xtream-chunk-{id}-{}-", span.chunk))
+            .tempdir_in(&self.work_dir)
+            .map_err(JobError::Scratch)?;
+        let source_path = scratch.path().join(chunks::source_name(span.chunk));
+        self.storage
+            .download(&chunks::source_key(id, span.chunk), &source_path)
+            .await?;
+        let output = self
+            .encode_chunk(id, span, &source_path, scratch.path(), &job.source, None)
+            .await?;
+        self.complete(id, &job.source, Completed::Chunk(span.chunk, output))
+            .await
+    }
+
+    /// Renews the claim on chunk `chunk` of video `id` until dropped.
+    async fn keep_claim(&self, id: VideoId, chunk: u32) -> std::convert::Infallible {
+        let every = std::time::Duration::from_secs(chunks::CLAIM_SECONDS as u64 / 3);
+        loop {
+            tokio::time::sleep(every).await;
+            if let Err(err) = self.metadata.execute(&chunks::renew_claim(id, chunk)).await {
+                tracing::warn!(video = %id, chunk, error = %err, "cannot renew the claim on a chunk");
+            }
+        }
+    }
+
+    /// Cuts the first chunk of `original` (planned as `spans`, `first`
+    /// the first) into a source of its own in `scratch`, reading the
+    /// original only a second past the cut; returns its path. The segment
+    /// muxer cuts it as it cuts the whole source, at the same time.
+    async fn cut_first_chunk(
+        &self,
+        original: &Path,
+        scratch: &Path,
+        first: &ChunkSpan,
+        spans: &[ChunkSpan],
+    ) -> Result<PathBuf, JobError> {
+        let dir = scratch.join("first-chunk");
+        tokio::fs::create_dir_all(&dir)
+            .await
+            .map_err(JobError::Scratch)?;
+        let cut = chunks::cut_times(&spans[..spans.len().min(2)]);
+        let read_seconds = first.end_seconds.map(|end| end + 1.0);
+        let length = first.end_seconds.unwrap_or(0.0) - first.start_seconds;
+        media::run_ffmpeg(
+            &media::split_args(original, &dir, &cut, read_seconds),
+            transcode_timeout(length.max(FIRST_CHUNK_SECONDS)),
+        )
+        .await?;
+        Ok(dir.join(chunks::source_name(0)))
+    }
+
     /// Encodes chunk `span` from its source at `source_path` into the
     /// ladder and stores its segments; returns them, by rendition. With
     /// `progressive` (the first chunk), its segments and growing playlists
-    /// are published while ffmpeg writes them, with the master, so the
-    /// video plays after its first segment rather than its first chunk: no
-    /// other chunk's completion publishes anything before the first one's
-    /// (only chunks done from the first are), so nothing else writes the
-    /// playlists meanwhile.
+    /// are published while ffmpeg writes them, with the master once
+    /// `progressive` turns true (the audio rendition it names is stored),
+    /// so the video plays after its first segment rather than its first
+    /// chunk: no other chunk's completion publishes anything before the
+    /// first one's (only chunks done from the first are), so nothing else
+    /// writes the playlists meanwhile.
     async fn encode_chunk(
         &self,
         id: VideoId,
@@ -296,7 +422,7 @@ impl Transcoder {
         source_path: &Path,
         scratch: &Path,
         source: &MediaInfo,
-        progressive: bool,
+        progressive: Option<watch::Receiver<bool>>,
     ) -> Result<ChunkOutput, JobError> {
         let ladder = &ladder_of(source)?;
         let hls = scratch.join(format!("hls-{:04}", span.chunk));
@@ -316,15 +442,15 @@ impl Transcoder {
                 source,
                 &self.x264_preset,
                 span,
-                progressive,
+                progressive.is_some(),
             ),
             self.ffmpeg_threads,
         );
         let encode = media::run_ffmpeg(&args, transcode_timeout(length));
-        if progressive {
+        if let Some(master_may_go) = progressive {
             let master = chunks::master_playlist(ladder, source.audio_codec.is_some());
-            let mut publisher =
-                HlsPublisher::new(&self.storage, id, &hls, ladder).with_master(master);
+            let mut publisher = HlsPublisher::new(&self.storage, id, &hls, ladder)
+                .with_master(master, master_may_go);
             let mut encoding = publisher.while_encoding(encode);
             if encoding.until_playable().await? {
                 self.mark_playable(id, source).await?;
@@ -388,27 +514,6 @@ impl Transcoder {
             .try_collect::<Vec<()>>()
             .await?;
         Ok(segments)
-    }
-
-    /// Stores a whole rendition: its segments, then its playlist.
-    async fn store_rendition(
-        &self,
-        id: VideoId,
-        rendition: &str,
-        dir: &Path,
-    ) -> Result<(), JobError> {
-        self.store_rendition_segments(id, rendition, dir).await?;
-        let playlist = tokio::fs::read_to_string(dir.join("index.m3u8"))
-            .await
-            .map_err(JobError::Scratch)?;
-        self.storage
-            .upload_text(
-                xtream_core::hls::finalized(&playlist),
-                &format!("{}{rendition}/index.m3u8", keys::hls_prefix(id)),
-                PLAYLIST,
-            )
-            .await?;
-        Ok(())
     }
 
     /// Every chunk of video `id`, in order.

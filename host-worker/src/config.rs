@@ -28,7 +28,7 @@
 //! | `XTREAM_UPLOAD_TTL` | `24h` | A resumable upload still open after this long (or past its own expiry) is aborted and its parts freed. |
 //! | `XTREAM_SWEEP_EVERY` | a quarter of the above, 1 s–10 min | How often the sweeper looks for abandoned uploads, unfinished deletions and abandoned jobs. |
 //! | `XTREAM_CHUNK_THRESHOLD` | `600s` | A source longer than this is cut into chunks that every worker encodes in parallel; `0` keeps every source one pass. |
-//! | `XTREAM_CHUNK_LENGTH` | `30s` | About how long each chunk is (cut at the first keyframe after; the first chunk is at most 8 s, so the video plays sooner). |
+//! | `XTREAM_CHUNK_LENGTH` | `30s` | About how long each chunk is (cut at the first keyframe after; the first chunk is at most 8 s, so the video plays sooner). A source too short to make 12 chunks gets shorter ones, down to 15 s, so the workers share it out evenly. |
 //! | `XTREAM_FFMPEG_THREADS` | `0` | Threads each encoding ffmpeg may use (`-threads`); `0` lets ffmpeg use every core. |
 //! | `XTREAM_JOB_LEASE` | `10m` | A running job renews its video's lease every fifth of this; a video in `queued` or `transcoding` whose lease ran out is queued again (its job died without its event coming back). |
 

@@ -454,9 +454,17 @@ pub fn parse_keyframes(csv: &str) -> Vec<f64> {
 /// copy. Timestamps stay the source's (`-copyts`, and no shift of negative
 /// ones, in the segment muxer or in each NUT file), so a chunk's frames
 /// keep the times they have in the source and in the audio.
-pub fn split_args(input: &Path, out_dir: &Path, cut_times: &[f64]) -> Vec<String> {
+pub fn split_args(
+    input: &Path,
+    out_dir: &Path,
+    cut_times: &[f64],
+    read_seconds: Option<f64>,
+) -> Vec<String> {
     let mut args = quiet_ffmpeg();
     args.push("-copyts".into());
+    if let Some(seconds) = read_seconds {
+        args.extend(["-t".into(), format!("{seconds:.6}")]);
+    }
     args.extend(input_args(input));
     args.extend(strings(&[
         "-map",
@@ -485,7 +493,9 @@ pub fn split_args(input: &Path, out_dir: &Path, cut_times: &[f64]) -> Vec<String
 
 /// The ffmpeg command that encodes the sound of the whole `input` once,
 /// as the audio rendition of a chunked video (`out_dir/index.m3u8` and its
-/// segments), on the chunks' timeline.
+/// segments), on the chunks' timeline. The playlist is `EVENT`, rewritten
+/// as each segment completes, so the rendition is published as it grows:
+/// the audio encoder is slower than the first chunk's picture needs.
 pub fn audio_rendition_args(input: &Path, out_dir: &Path) -> Vec<String> {
     let mut args = quiet_ffmpeg();
     args.push("-copyts".into());
@@ -507,7 +517,7 @@ pub fn audio_rendition_args(input: &Path, out_dir: &Path) -> Vec<String> {
         "-hls_time",
         &SEGMENT_SECONDS.to_string(),
         "-hls_playlist_type",
-        "vod",
+        "event",
         "-hls_flags",
         "independent_segments+temp_file",
         "-hls_segment_type",
@@ -528,7 +538,9 @@ pub fn audio_rendition_args(input: &Path, out_dir: &Path) -> Vec<String> {
 /// [`KEYFRAME_SECONDS`] from the chunk's start, where its first segment
 /// begins; segments are named after the chunk; the playlists are written
 /// once, complete, unless `growing` (`EVENT` playlists rewritten with each
-/// segment, for the first chunk, published as it is encoded).
+/// segment, for the first chunk, published as it is encoded; its segments
+/// are one keyframe interval long, so that the first is done, and the
+/// video playable, after half the usual picture).
 pub fn chunk_ladder_args(
     source: &Path,
     out_dir: &Path,
@@ -567,7 +579,9 @@ pub fn chunk_ladder_args(
             span.start_seconds
         ),
     );
-    if !growing {
+    if growing {
+        set_value(&mut args, "-hls_time", KEYFRAME_SECONDS.to_string());
+    } else {
         set_value(&mut args, "-hls_playlist_type", "vod".into());
     }
     set_value(
@@ -1022,14 +1036,21 @@ mod tests {
 
     #[test]
     fn chunks_are_cut_by_stream_copy_on_the_source_timeline() {
-        let args = split_args(Path::new("in"), Path::new("chunks"), &[7.999, 15.999]);
+        let args = split_args(Path::new("in"), Path::new("chunks"), &[7.999, 15.999], None);
+        assert!(!args.contains(&"-t".to_owned()), "the whole source");
         assert_eq!(value_after(&args, "-c"), "copy");
         assert_eq!(value_after(&args, "-segment_times"), "7.999000,15.999000");
         assert_eq!(value_after(&args, "-segment_format"), "nut");
         assert!(args.contains(&"-copyts".to_owned()));
         assert_eq!(args.last().unwrap(), "chunks/%04d.nut");
-        let one = split_args(Path::new("in"), Path::new("chunks"), &[]);
+        let one = split_args(Path::new("in"), Path::new("chunks"), &[], None);
         assert!(!one.contains(&"-segment_times".to_owned()));
+        // The first chunk alone: the original read a second past its cut.
+        let first = split_args(Path::new("in"), Path::new("first"), &[7.999], Some(9.0));
+        let t = first.iter().position(|a| a == "-t").expect("a read limit");
+        let i = first.iter().position(|a| a == "-i").unwrap();
+        assert!(t < i, "an input option: {first:?}");
+        assert_eq!(first[t + 1], "9.000000");
     }
 
     #[test]
@@ -1052,6 +1073,27 @@ mod tests {
         );
         assert_eq!(value_after(&args, "-format_whitelist"), "nut");
         assert_eq!(value_after(&args, "-hls_playlist_type"), "vod");
+        assert_eq!(value_after(&args, "-hls_time"), SEGMENT_SECONDS.to_string());
+        let first = ChunkSpan {
+            chunk: 0,
+            start_seconds: 0.0,
+            end_seconds: Some(8.0),
+        };
+        let growing = chunk_ladder_args(
+            Path::new("/job/0000.nut"),
+            Path::new("/job/hls"),
+            &ladder,
+            &media,
+            "veryfast",
+            &first,
+            true,
+        );
+        assert_eq!(value_after(&growing, "-hls_playlist_type"), "event");
+        assert_eq!(
+            value_after(&growing, "-hls_time"),
+            "2",
+            "short first segments"
+        );
         assert_eq!(value_after(&args, "-i"), "/job/0002.nut");
         assert_eq!(args.iter().filter(|a| *a == "-i").count(), 1);
         assert!(args.contains(&"-copyts".to_owned()));
@@ -1076,6 +1118,11 @@ mod tests {
         let audio = audio_rendition_args(Path::new("in"), Path::new("/job/hls/audio"));
         assert_eq!(value_after(&audio, "-output_ts_offset"), "10");
         assert_eq!(value_after(&audio, "-map"), "0:a:0");
+        assert_eq!(
+            value_after(&audio, "-hls_playlist_type"),
+            "event",
+            "published as it grows"
+        );
         assert_eq!(audio.last().unwrap(), "/job/hls/audio/index.m3u8");
     }
 

@@ -16,6 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
+use tokio::sync::watch;
 use tokio::time::{Interval, MissedTickBehavior};
 use xtream_core::ladder::RenditionLadder;
 use xtream_core::{VideoId, hls, keys};
@@ -38,8 +39,18 @@ pub struct HlsPublisher<'a> {
     segments: BTreeSet<String>,
     /// Each stored playlist's key and text, to store only what changed.
     playlists: BTreeMap<String, String>,
-    /// The master playlist to store, when not ffmpeg's own.
-    master: Option<String>,
+    master: Master,
+}
+
+/// Which master playlist a publisher stores.
+enum Master {
+    /// The one ffmpeg writes beside the renditions.
+    Ffmpeg,
+    /// This one, once the receiver turns true (what it names besides the
+    /// publisher's folder is stored).
+    Given(String, watch::Receiver<bool>),
+    /// None: the folder is one rendition of a master stored elsewhere.
+    None,
 }
 
 impl<'a> HlsPublisher<'a> {
@@ -52,22 +63,55 @@ impl<'a> HlsPublisher<'a> {
             rungs: ladder.rungs.iter().map(|r| r.name.clone()).collect(),
             segments: BTreeSet::new(),
             playlists: BTreeMap::new(),
-            master: None,
+            master: Master::Ffmpeg,
+        }
+    }
+
+    /// A publisher of the one rendition `name` that ffmpeg writes in
+    /// `dir/name`, without a master (a chunked video's audio).
+    pub fn rendition(storage: &'a Storage, id: VideoId, dir: &Path, name: &str) -> Self {
+        Self {
+            storage,
+            id,
+            dir: dir.to_owned(),
+            rungs: vec![name.to_owned()],
+            segments: BTreeSet::new(),
+            playlists: BTreeMap::new(),
+            master: Master::None,
         }
     }
 
     /// Stores `master` as the master playlist instead of the one ffmpeg
-    /// writes (a chunked video's names its audio rendition).
-    pub fn with_master(mut self, master: String) -> Self {
-        self.master = Some(master);
+    /// writes (a chunked video's names its audio rendition), and not before
+    /// `may_go` turns true (that rendition is stored; it is encoded
+    /// alongside).
+    pub fn with_master(mut self, master: String, may_go: watch::Receiver<bool>) -> Self {
+        self.master = Master::Given(master, may_go);
         self
     }
 
     /// Stores what ffmpeg has completed since the last call. Returns
-    /// whether the video is playable: the master playlist is stored.
+    /// whether what it publishes is playable: the master playlist is
+    /// stored, or, without a master, every rendition's playlist naming a
+    /// stored segment.
     pub async fn publish(&mut self) -> Result<bool, JobError> {
-        self.store(false).await?;
-        Ok(self.playlists.contains_key(&keys::hls_master(self.id)))
+        let started = self.store(false).await?;
+        Ok(match self.master {
+            Master::None => started,
+            _ => self.playlists.contains_key(&keys::hls_master(self.id)),
+        })
+    }
+
+    /// After ffmpeg ended well, for a publisher without a master: stores
+    /// the segments not stored yet and the playlists final.
+    pub async fn close(mut self) -> Result<(), JobError> {
+        if self.store(true).await? {
+            Ok(())
+        } else {
+            Err(JobError::Media(MediaError::TranscodeFailed(
+                "ffmpeg ended without a segment in every rendition".into(),
+            )))
+        }
     }
 
     /// Publishes the folder every [`PUBLISH_EVERY`] while `encode`, the
@@ -106,8 +150,9 @@ impl<'a> HlsPublisher<'a> {
     }
 
     /// One pass over the folder; `last`: ffmpeg has ended, so every
-    /// playlist must exist and is stored final.
-    async fn store(&mut self, last: bool) -> Result<(), JobError> {
+    /// playlist must exist and is stored final. Returns whether every
+    /// rendition's playlist names a stored segment.
+    async fn store(&mut self, last: bool) -> Result<bool, JobError> {
         let prefix = keys::hls_prefix(self.id);
         let mut started = 0;
         for rung in self.rungs.clone() {
@@ -143,16 +188,18 @@ impl<'a> HlsPublisher<'a> {
             self.store_playlist(format!("{prefix}{rung}/{VARIANT_PLAYLIST}"), text)
                 .await?;
         }
-        let master = match (&self.master, started == self.rungs.len()) {
-            (_, false) => None,
-            (Some(master), true) => Some(master.clone()),
-            (None, true) => read(&self.dir.join(MASTER_PLAYLIST), last).await?,
+        let every_rendition = started == self.rungs.len();
+        let master = match &self.master {
+            _ if !every_rendition => None,
+            Master::Ffmpeg => read(&self.dir.join(MASTER_PLAYLIST), last).await?,
+            Master::Given(master, may_go) => (*may_go.borrow()).then(|| master.clone()),
+            Master::None => None,
         };
         if let Some(master) = master {
             self.store_playlist(keys::hls_master(self.id), master)
                 .await?;
         }
-        Ok(())
+        Ok(every_rendition)
     }
 
     async fn store_playlist(&mut self, key: String, text: String) -> Result<(), JobError> {

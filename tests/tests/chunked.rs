@@ -1,12 +1,16 @@
 //! Chunked transcoding end to end: a source longer than the worker's
 //! threshold is cut into chunks that two real worker processes encode,
 //! stitched into playlists that play continuously through the platform;
-//! a worker killed mid-chunk loses nothing; short sources stay one pass.
+//! a worker killed mid-chunk loses nothing; short sources stay one pass;
+//! chunk claims share a video's chunks out among the jobs.
 
 use serde_json::Value;
 use std::time::{Duration, Instant};
-use xtream_tests::worker::wait_for_status;
-use xtream_tests::{Stack, Worker, clips, ffprobe_json};
+use xtream_core::events::UPLOADS_TOPIC;
+use xtream_core::{VideoId, VideoRecord, chunks, hls, metadata};
+use xtream_tests::postgres::run_statement;
+use xtream_tests::worker::{migrate, wait_for_status};
+use xtream_tests::{Postgres, Stack, Worker, clips, ffprobe_json};
 
 /// Chunk anything over 20 s, in chunks of about 10 s (the first 8 s): a
 /// 36 s source makes four chunks.
@@ -76,14 +80,6 @@ async fn fetch_text(stack: &Stack, path: &str) -> String {
         .unwrap();
     assert_eq!(response.status(), 200, "{path}");
     response.text().await.unwrap()
-}
-
-fn segments_of(playlist: &str) -> Vec<String> {
-    playlist
-        .lines()
-        .filter(|line| !line.is_empty() && !line.starts_with('#'))
-        .map(str::to_owned)
-        .collect()
 }
 
 /// Plays the whole master playlist of `id` with ffprobe through the
@@ -194,7 +190,7 @@ async fn a_long_video_is_encoded_in_chunks_by_two_workers_and_plays_continuously
     let variant = fetch_text(&stack, &format!("/api/videos/{id}/hls/240p/index.m3u8")).await;
     assert!(variant.contains("#EXT-X-PLAYLIST-TYPE:VOD"), "{variant}");
     assert!(variant.trim_end().ends_with("#EXT-X-ENDLIST"), "{variant}");
-    let segments = segments_of(&variant);
+    let segments = hls::segment_uris(&variant);
     let mut sorted = segments.clone();
     sorted.sort();
     sorted.dedup();
@@ -228,7 +224,7 @@ async fn a_long_video_is_encoded_in_chunks_by_two_workers_and_plays_continuously
     )
     .await;
     assert!(
-        segments_of(&variant)[0].starts_with("segment_"),
+        hls::segment_uris(&variant)[0].starts_with("segment_"),
         "{variant}"
     );
     let master = fetch_text(&stack, &format!("/api/videos/{short_id}/hls/master.m3u8")).await;
@@ -277,7 +273,7 @@ async fn a_worker_killed_mid_chunk_loses_nothing() {
         "the chunk in flight was taken again: {chunks:?}"
     );
     let variant = fetch_text(&stack, &format!("/api/videos/{id}/hls/720p/index.m3u8")).await;
-    let segments = segments_of(&variant);
+    let segments = hls::segment_uris(&variant);
     let mut once = segments.clone();
     once.dedup();
     assert_eq!(once, segments, "no segment twice");
@@ -361,4 +357,139 @@ async fn deleting_a_video_while_its_chunks_run_removes_everything() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(bucket.keys(&prefix).await.unwrap().is_empty());
     stack.platform.shutdown().await;
+}
+
+/// Claims the chunks of `id` the way chunk jobs do, on their own
+/// connections all at once, each until nothing is left; returns every
+/// chunk claimed, in order.
+async fn claim_all_at_once(
+    clients: &[std::sync::Arc<tokio_postgres::Client>],
+    id: VideoId,
+) -> Vec<u32> {
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(clients.len()));
+    let claimers: Vec<_> = clients
+        .iter()
+        .enumerate()
+        .map(|(n, client)| {
+            let (client, barrier) = (client.clone(), barrier.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                let mut claimed = Vec::new();
+                loop {
+                    let statement = chunks::claim_chunk(id, n as u32 + 1);
+                    let rows = run_statement(&client, &statement).await.unwrap();
+                    let Some(row) = rows.first() else {
+                        return claimed;
+                    };
+                    claimed.push(row.get::<_, i64>(0) as u32);
+                }
+            })
+        })
+        .collect();
+    let mut every = Vec::new();
+    for claimer in claimers {
+        every.extend(claimer.await.unwrap());
+    }
+    every.sort_unstable();
+    every
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_give_each_chunk_to_one_job_and_take_back_a_dead_jobs() {
+    let db = Postgres::start().await.unwrap();
+    migrate(&db).await.unwrap();
+    let client = db.connect().await.unwrap();
+    let uploaded = VideoRecord::uploaded(
+        VideoId::random(),
+        "claimed".into(),
+        "claimed.mp4".into(),
+        1,
+        "video/mp4".into(),
+        jiff::Timestamp::now(),
+    );
+    let id = uploaded.id;
+    let insert = metadata::insert_uploaded(&uploaded, UPLOADS_TOPIC, false);
+    run_statement(&client, &insert).await.unwrap();
+    let keyframes: Vec<f64> = (0..200).map(f64::from).collect();
+    let spans = chunks::plan(&keyframes, 200.0, 10.0);
+    assert_eq!(spans.len(), 20);
+    run_statement(&client, &chunks::insert_plan(id, &spans))
+        .await
+        .unwrap();
+    let claim = |preferred: u32| {
+        let client = &client;
+        async move {
+            run_statement(client, &chunks::claim_chunk(id, preferred))
+                .await
+                .unwrap()
+                .first()
+                .map(|row| row.get::<_, i64>(0) as u32)
+        }
+    };
+
+    // Its own chunk first, then the first one nobody holds; never the
+    // first chunk (the cutter's).
+    assert_eq!(claim(5).await, Some(5));
+    assert_eq!(claim(5).await, Some(1));
+    assert_eq!(claim(1).await, Some(2));
+
+    // Eight jobs at once share out the rest, each chunk to one of them.
+    let mut clients = Vec::new();
+    for _ in 0..8 {
+        clients.push(std::sync::Arc::new(db.connect().await.unwrap()));
+    }
+    let shared = claim_all_at_once(&clients, id).await;
+    let rest: Vec<u32> = (3..20).filter(|chunk| *chunk != 5).collect();
+    assert_eq!(shared, rest);
+    assert_eq!(claim(7).await, None, "every chunk is held");
+
+    // A done chunk stays done; a held one whose claim ran out (its job
+    // stopped renewing it) is taken back, and the attempt counted.
+    let mut output = chunks::ChunkOutput::new();
+    output.insert("360p".into(), Vec::new());
+    run_statement(&client, &chunks::finish_chunk(id, 7, &output))
+        .await
+        .unwrap();
+    let uuid: uuid::Uuid = id.to_string().parse().unwrap();
+    client
+        .execute(
+            "UPDATE video_chunks SET claimed_until = now() - interval '1 second' \
+             WHERE video_id = $1 AND chunk IN (7, 9)",
+            &[&uuid],
+        )
+        .await
+        .unwrap();
+    run_statement(&client, &chunks::renew_claim(id, 12))
+        .await
+        .unwrap();
+    assert_eq!(claim(7).await, Some(9));
+    assert_eq!(claim(7).await, None);
+    let attempts: i32 = client
+        .query_one(
+            "SELECT attempts FROM video_chunks WHERE video_id = $1 AND chunk = 9",
+            &[&uuid],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(attempts, 2);
+    let done = |chunk: u32| {
+        let client = &client;
+        async move {
+            run_statement(client, &chunks::chunk_done(id, chunk))
+                .await
+                .unwrap()
+                .first()
+                .map(|row| row.get::<_, bool>(0))
+        }
+    };
+    assert_eq!(done(7).await, Some(true));
+    assert_eq!(done(9).await, Some(false));
+
+    // Deleted: no plan, nothing to claim or wait for.
+    run_statement(&client, &metadata::delete_video(id))
+        .await
+        .unwrap();
+    assert_eq!(claim(9).await, None);
+    assert_eq!(done(9).await, None);
 }

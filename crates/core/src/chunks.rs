@@ -78,6 +78,24 @@ pub struct ChunkJob {
     pub source: MediaInfo,
 }
 
+/// A source is cut into at least this many chunks when chunks this short
+/// are allowed ([`SHORTEST_SHARED_CHUNK_SECONDS`]): enough for the workers
+/// to share them out evenly, where a few long chunks leave the last worker
+/// alone with the last one.
+pub const SHARED_CHUNKS: f64 = 12.0;
+/// Chunks are never made shorter than this to reach [`SHARED_CHUNKS`]:
+/// each chunk costs a job, an encoder start and a completion.
+pub const SHORTEST_SHARED_CHUNK_SECONDS: f64 = 15.0;
+
+/// The chunk length to plan a source lasting `duration_seconds` with:
+/// `configured`, or shorter so that the source makes [`SHARED_CHUNKS`]
+/// chunks, but not below [`SHORTEST_SHARED_CHUNK_SECONDS`] (nor ever
+/// longer than configured).
+pub fn chunk_length(duration_seconds: f64, configured: f64) -> f64 {
+    let shared = (duration_seconds / SHARED_CHUNKS).max(SHORTEST_SHARED_CHUNK_SECONDS);
+    configured.min(shared)
+}
+
 /// The chunks of a source lasting `duration_seconds` whose video has
 /// keyframes at `keyframes` (presentation times, any order), each about
 /// `chunk_seconds` long, the first at most [`FIRST_CHUNK_SECONDS`]. Every
@@ -323,8 +341,69 @@ pub fn select_chunks(id: VideoId) -> Statement {
     s
 }
 
-/// Counts an attempt at chunk `chunk` of video `id`: one row `(done bool)`
-/// when the chunk exists (done: a redelivery, nothing to encode).
+/// How long a claim on a chunk holds unless renewed: long enough to ride
+/// out a slow database round trip, short enough that the chunk of a worker
+/// that died is taken back soon after its event is redelivered.
+pub const CLAIM_SECONDS: i64 = 30;
+
+/// Claims a chunk of video `id` for [`CLAIM_SECONDS`] and counts the
+/// attempt: `preferred` (the chunk of the job's own event) if it is not
+/// done and nobody holds it, else the first such chunk after the first
+/// one (the job that cut the source encodes the first chunk itself). One
+/// row `(chunk bigint, start float8, end float8 NULL)`, none when every
+/// chunk is done or held. Two jobs claiming at once get different chunks
+/// (`SKIP LOCKED`), and neither waits for the other.
+pub fn claim_chunk(id: VideoId, preferred: u32) -> Statement {
+    let mut s = Statement::default();
+    let video = placeholder(&mut s, Param::Uuid(id));
+    let preferred = placeholder(&mut s, Param::BigInt(i64::from(preferred)));
+    let lease = placeholder(&mut s, Param::BigInt(CLAIM_SECONDS));
+    s.sql = format!(
+        "UPDATE video_chunks AS claimed \
+         SET attempts = claimed.attempts + 1, \
+             claimed_until = now() + {lease} * interval '1 second' \
+         FROM (SELECT chunk FROM video_chunks \
+               WHERE video_id = {video} AND chunk > 0 AND done_at IS NULL \
+                 AND (claimed_until IS NULL OR claimed_until < now()) \
+               ORDER BY chunk <> {preferred}, chunk LIMIT 1 \
+               FOR UPDATE SKIP LOCKED) AS free \
+         WHERE claimed.video_id = {video} AND claimed.chunk = free.chunk \
+         RETURNING claimed.chunk::bigint, claimed.start_seconds, claimed.end_seconds"
+    );
+    s
+}
+
+/// Keeps the claim on chunk `chunk` of video `id` for another
+/// [`CLAIM_SECONDS`] while it is encoded.
+pub fn renew_claim(id: VideoId, chunk: u32) -> Statement {
+    let mut s = Statement::default();
+    let video = placeholder(&mut s, Param::Uuid(id));
+    let chunk = placeholder(&mut s, Param::BigInt(i64::from(chunk)));
+    let lease = placeholder(&mut s, Param::BigInt(CLAIM_SECONDS));
+    s.sql = format!(
+        "UPDATE video_chunks SET claimed_until = now() + {lease} * interval '1 second' \
+         WHERE video_id = {video} AND chunk = {chunk} AND done_at IS NULL"
+    );
+    s
+}
+
+/// Whether chunk `chunk` of video `id` is done: one row `(done bool)`
+/// while the video has a plan, none after it was deleted.
+pub fn chunk_done(id: VideoId, chunk: u32) -> Statement {
+    let mut s = Statement::default();
+    let video = placeholder(&mut s, Param::Uuid(id));
+    let chunk = placeholder(&mut s, Param::BigInt(i64::from(chunk)));
+    s.sql = format!(
+        "SELECT done_at IS NOT NULL FROM video_chunks \
+         WHERE video_id = {video} AND chunk = {chunk}"
+    );
+    s
+}
+
+/// Counts an attempt at chunk `chunk` of video `id`, which the job that
+/// cut the source encodes unclaimed (no other job takes the first chunk):
+/// one row `(done bool)` when the chunk exists (done: a rerun, nothing to
+/// encode).
 pub fn start_chunk(id: VideoId, chunk: u32) -> Statement {
     let mut s = Statement::default();
     let video = placeholder(&mut s, Param::Uuid(id));
@@ -387,6 +466,17 @@ mod tests {
         assert_eq!(spans[3].end_seconds, None);
         let numbers: Vec<u32> = spans.iter().map(|s| s.chunk).collect();
         assert_eq!(numbers, [0, 1, 2, 3]);
+    }
+
+    #[test]
+    fn shorter_sources_get_shorter_chunks_to_share() {
+        // Ten minutes: 50 s would make 12; the configured 30 s holds.
+        assert_eq!(chunk_length(600.0, 30.0), 30.0);
+        // Three minutes: 15 s chunks, twelve of them.
+        assert_eq!(chunk_length(180.0, 30.0), 15.0);
+        // Never below 15 s to share, nor above what is configured.
+        assert_eq!(chunk_length(60.0, 30.0), 15.0);
+        assert_eq!(chunk_length(60.0, 10.0), 10.0);
     }
 
     #[test]
@@ -523,7 +613,24 @@ mod tests {
         assert!(finish.sql.contains("done_at IS NULL"), "counted once");
         assert!(lock_plan(id).sql.contains("FOR UPDATE"));
         assert!(!select_chunks(id).sql.contains("FOR UPDATE"));
-        for statement in [start_chunk(id, 0), finish_pictures(id), select_chunks(id)] {
+        let claim = claim_chunk(id, 3);
+        assert!(
+            claim.sql.contains("SKIP LOCKED"),
+            "never waits on another claimer"
+        );
+        assert!(
+            claim.sql.contains("chunk > 0"),
+            "the first chunk is the cutter's"
+        );
+        assert_eq!(claim.params[2], Param::BigInt(CLAIM_SECONDS));
+        for statement in [
+            start_chunk(id, 0),
+            claim,
+            renew_claim(id, 1),
+            chunk_done(id, 1),
+            finish_pictures(id),
+            select_chunks(id),
+        ] {
             assert!(statement.sql.contains("$1::uuid"), "{}", statement.sql);
         }
     }

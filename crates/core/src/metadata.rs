@@ -62,6 +62,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "catalog_digest",
         include_str!("../../../migrations/0008_catalog_digest.sql"),
     ),
+    (
+        9,
+        "chunk_claims",
+        include_str!("../../../migrations/0009_chunk_claims.sql"),
+    ),
 ];
 
 /// One value bound to a placeholder.
