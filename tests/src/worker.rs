@@ -299,6 +299,14 @@ impl Worker {
         self.child.as_ref().map(Child::id)
     }
 
+    /// CPU seconds the process has used so far, with its ffmpeg and
+    /// ffprobe runs (children it waited for), as Linux counts them in
+    /// `/proc/PID/stat`; `None` once it stopped.
+    pub fn cpu_seconds(&self) -> Option<f64> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid()?)).ok()?;
+        cpu_seconds_of(&stat)
+    }
+
     /// SIGKILL, as a crash or an OOM kill would.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -371,6 +379,23 @@ impl Drop for Worker {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// `utime + stime + cutime + cstime` of a `/proc/PID/stat` line, seconds.
+/// The fields are counted after the command name, which may hold spaces
+/// but ends at the last `)`.
+fn cpu_seconds_of(stat: &str) -> Option<f64> {
+    let fields: Vec<&str> = stat.get(stat.rfind(')')? + 2..)?.split(' ').collect();
+    // SAFETY: sysconf only reads a configuration value.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let ticks = if ticks > 0 { ticks as f64 } else { 100.0 };
+    let mut total = 0.0;
+    // utime, stime, cutime, cstime: fields 14 to 17 of proc(5), the 12th
+    // to 15th after the name.
+    for field in fields.get(11..15)? {
+        total += field.parse::<f64>().ok()?;
+    }
+    Some(total / ticks)
 }
 
 /// Random-looking bytes: no container ffprobe recognises.
@@ -516,4 +541,22 @@ pub async fn store_upload(
         )
         .await?;
     Ok(record)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_counts_the_process_and_the_children_it_waited_for() {
+        // A name with spaces and parentheses; then state, 10 fields, and
+        // utime 100, stime 50, cutime 20, cstime 30 ticks.
+        let stat = "1234 (xtream (w) x) S 1 2 3 4 5 6 7 8 9 10 100 50 20 30 20 0 1 0";
+        let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+        assert_eq!(cpu_seconds_of(stat), Some(200.0 / ticks));
+        assert_eq!(cpu_seconds_of("1234 (cut short) S 1 2"), None);
+        // The harness's own process, which has used some CPU by now.
+        let own = std::fs::read_to_string("/proc/self/stat").unwrap();
+        assert!(cpu_seconds_of(&own).unwrap() >= 0.0);
+    }
 }

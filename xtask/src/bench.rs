@@ -150,8 +150,10 @@ fn counts(flag: &str, text: &str) -> anyhow::Result<Vec<u32>> {
 
 /// How long one job took to make its video playable, then ready, from the
 /// announcement.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct JobTimes {
+    /// The video timed.
+    id: String,
     playable: Option<Duration>,
     ready: Duration,
 }
@@ -228,6 +230,7 @@ impl Bench {
             match status.as_deref() {
                 Some("ready") => {
                     return Ok(JobTimes {
+                        id,
                         playable,
                         ready: started.elapsed(),
                     });
@@ -456,6 +459,35 @@ struct ChunkedRun {
     /// Whether the source took the chunked path (else the one-pass one).
     chunked: bool,
     times: JobTimes,
+    /// The length of each chunk the worker planned, seconds, in order
+    /// (empty on the one-pass path).
+    chunks: Vec<f64>,
+    /// CPU seconds the worker processes and their ffmpeg runs used
+    /// during the timed job.
+    cpu: f64,
+}
+
+/// CPU seconds `workers` and their ffmpeg runs have used so far.
+fn workers_cpu(workers: &[Worker]) -> anyhow::Result<f64> {
+    workers
+        .iter()
+        .map(|worker| worker.cpu_seconds().context("a worker process stopped"))
+        .sum()
+}
+
+/// The length of each chunk of video `id` (`length` seconds long) as the
+/// worker planned it, in order.
+async fn chunk_lengths(db: &Postgres, id: &str, length: u32) -> anyhow::Result<Vec<f64>> {
+    let rows = db
+        .connect()
+        .await?
+        .query(
+            "SELECT coalesce(end_seconds, $2) - start_seconds FROM video_chunks \
+             WHERE video_id = $1::text::uuid ORDER BY chunk",
+            &[&id, &f64::from(length)],
+        )
+        .await?;
+    Ok(rows.iter().map(|row| row.get(0)).collect())
 }
 
 /// Times the `length`-second source with one worker on the one-pass path,
@@ -516,8 +548,14 @@ async fn chunked_runs(
             "the {length}s source with {workers} worker process(es), {}",
             if chunked { "chunked" } else { "one pass" }
         ));
+        let cpu_before = workers_cpu(&started)?;
         let times = bench.job(&source).await?;
-        say(&format!("ready after {:.1} s", times.ready.as_secs_f64()));
+        let cpu = workers_cpu(&started)? - cpu_before;
+        say(&format!(
+            "ready after {:.1} s, {cpu:.1} s of CPU",
+            times.ready.as_secs_f64()
+        ));
+        let chunks = chunk_lengths(&bench.db, &times.id, length).await?;
         if let Some(dir) = &options.keep_logs {
             std::fs::create_dir_all(dir)?;
             for (n, worker) in started.iter().enumerate() {
@@ -529,6 +567,8 @@ async fn chunked_runs(
             workers,
             chunked,
             times,
+            chunks,
+            cpu,
         });
     }
     Ok(runs)
@@ -558,11 +598,27 @@ fn chunked_section(
         let playable = run.times.playable.map_or("never seen".to_owned(), |p| {
             format!("{:.2}", p.as_secs_f64())
         });
+        let chunks = match (
+            run.chunks.first(),
+            run.chunks.iter().skip(1).copied().reduce(f64::max),
+        ) {
+            (None, _) => "—".to_owned(),
+            (Some(first), None) => format!("1 ({first:.0} s)"),
+            (Some(first), Some(longest)) => {
+                let shortest = run.chunks[1..].iter().copied().fold(longest, f64::min);
+                format!(
+                    "{} (first {first:.0} s, then {shortest:.0}–{longest:.0} s)",
+                    run.chunks.len()
+                )
+            }
+        };
+        let ready = run.times.ready.as_secs_f64();
         rows.push_str(&format!(
-            "| {} | {} | {playable} | {:.2} |\n",
+            "| {} | {} | {chunks} | {playable} | {ready:.2} | {:.1} | {:.2} |\n",
             if run.chunked { "chunked" } else { "one pass" },
             run.workers,
-            run.times.ready.as_secs_f64()
+            run.cpu,
+            run.cpu / ready
         ));
     }
     let mut verdicts = Vec::new();
@@ -571,6 +627,23 @@ fn chunked_section(
         verdicts.push(format!(
             "2 workers / 1 worker (chunked): ready **{speedup:.2}×** sooner (target ≥ {TWO_WORKER_SPEEDUP}×: {}).",
             if speedup >= TWO_WORKER_SPEEDUP { "met" } else { "**missed**" }
+        ));
+        let cpu_of = |workers: u32| {
+            runs.iter()
+                .find(|run| run.workers == workers && run.chunked)
+                .map_or(0.0, |run| run.cpu)
+        };
+        let (busy_one, busy_two) = (cpu_of(1) / one, cpu_of(2) / two);
+        verdicts.push(format!(
+            "CPU for the same video: {:.0} s with 2 workers, {:.0} s with 1 ({:.2}×). \
+             Cores busy on average: {busy_one:.2} with 1 worker (the job's sound and \
+             storyboard run beside its encoder), {busy_two:.2} with 2; on {} cores the \
+             ratio cannot pass {:.2}× without less CPU per video.",
+            cpu_of(2),
+            cpu_of(1),
+            cpu_of(2) / cpu_of(1),
+            machine.cores,
+            machine.cores as f64 / busy_one
         ));
     }
     if let (Some(chunked), Some(one_pass)) = (ready_of(1, true), ready_of(1, false)) {
@@ -590,13 +663,15 @@ fn chunked_section(
 Source: {length} s of `testsrc2` + 440 Hz sine, {size}, 25 fps, H.264/AAC;
 x264 preset `{preset}`. Each worker process encodes with one thread
 (`XTREAM_FFMPEG_THREADS=1`: one core's worth), so a second process adds a
-core. Chunked: threshold 60 s, chunks of about 30 s (the first 8 s), in a
-consumer group of their own; timed from the upload event's announcement to
-the row `playable` and `ready`, polling every 0.1 s.
+core. Chunked: threshold 60 s, chunk length as the worker plans it
+(`XTREAM_CHUNK_LENGTH` 30 s, shorter for a source too short to make 12;
+cut at keyframes; the chunks column reads the plan stored); in a consumer
+group of their own; timed from the upload event's announcement to the row
+`playable` and `ready`, polling every 0.1 s.
 Machine: {cores} cores (`nproc`), {cpu}; {date}.
 
-| Path | Worker processes | Playable after (s) | Ready after (s) |
-|---|---|---|---|
+| Path | Worker processes | Chunks | Playable after (s) | Ready after (s) | Worker CPU (s) | Cores busy |
+|---|---|---|---|---|---|---|
 {rows}
 {verdicts}
 Reproduce: `./x bench --chunked {length} --workers {workers}` (knobs in
@@ -888,6 +963,7 @@ mod tests {
         };
         let machine = machine();
         let times = |playable: Option<f64>, ready: f64| JobTimes {
+            id: String::new(),
             playable: playable.map(Duration::from_secs_f64),
             ready: Duration::from_secs_f64(ready),
         };
@@ -938,9 +1014,16 @@ mod tests {
             workers,
             chunked,
             times: JobTimes {
+                id: String::new(),
                 playable: Some(Duration::from_secs(4)),
                 ready: Duration::from_secs_f64(ready),
             },
+            chunks: if chunked {
+                vec![10.0, 20.0, 20.0, 10.0]
+            } else {
+                Vec::new()
+            },
+            cpu: ready * f64::from(workers) * 0.9,
         };
         let section = chunked_section(
             &options,
@@ -953,9 +1036,12 @@ mod tests {
             &machine,
         );
         for expected in [
-            "| one pass | 1 | 4.00 | 400.00 |",
-            "| chunked | 2 | 4.00 | 220.00 |",
+            "| one pass | 1 | — | 4.00 | 400.00 | 360.0 | 0.90 |",
+            "| chunked | 2 | 4 (first 10 s, then 10–20 s) | 4.00 | 220.00 | 396.0 | 1.80 |",
             "ready **1.91×** sooner (target ≥ 1.8×: met)",
+            "CPU for the same video: 396 s with 2 workers, 378 s with 1 (1.05×)",
+            "0.90 with 1 worker",
+            "on 2 cores the ratio cannot pass 2.22×",
             "1 worker, chunked / one pass: **1.05×** (target ≤ 1.1×: met)",
             "`./x bench --chunked 180 --workers 1,2`",
         ] {
