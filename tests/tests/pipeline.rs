@@ -4,6 +4,7 @@
 use serde_json::Value;
 use std::time::Duration;
 use xtream_core::events::UPLOADS_TOPIC;
+use xtream_core::hls;
 use xtream_tests::worker::{migrate, wait_for_status};
 use xtream_tests::{Garage, Platform, Postgres, Tansu, Worker, clips, ffprobe_json};
 
@@ -428,10 +429,10 @@ async fn fetch_text(platform: &Platform, path: &str) -> (u16, String, String) {
 }
 
 /// The segment names of a media playlist, in order.
+/// The segments a playlist names, owned: kept as the playlist grows.
 fn segments_of(playlist: &str) -> Vec<String> {
-    playlist
-        .lines()
-        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+    hls::segment_uris(playlist)
+        .into_iter()
         .map(str::to_owned)
         .collect()
 }

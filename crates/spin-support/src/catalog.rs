@@ -108,8 +108,8 @@ fn whole_catalog(db: &Metadata) -> Result<Everything, ApiError> {
             return Ok(Everything::Array(array));
         }
         let mut cached = db.rows(&metadata::cached_whole_catalog(&digest))?;
-        if let Some(row) = cached.pop() {
-            let array = db::text(&row, 0)?.into_bytes();
+        if let Some(mut row) = cached.pop() {
+            let array = db::take_text(&mut row, 0)?.into_bytes();
             keep_replica_copy(&array, &digest);
             return Ok(Everything::Array(array));
         }

@@ -95,12 +95,20 @@ pub fn text(row: &[DbValue], index: usize) -> Result<String, ApiError> {
 }
 
 /// Column `index` of `row` as text, taken out of the row (no copy: it
+/// may be large).
+pub fn take_text(row: &mut [DbValue], index: usize) -> Result<String, ApiError> {
+    match row.get_mut(index) {
+        Some(DbValue::Str(text)) => Ok(std::mem::take(text)),
+        other => Err(unexpected(index, other.map(|value| &*value))),
+    }
+}
+
+/// Column `index` of `row` as text, taken out of the row (no copy: it
 /// may be large), `None` when NULL.
 pub fn take_optional_text(row: &mut [DbValue], index: usize) -> Result<Option<String>, ApiError> {
-    match row.get_mut(index) {
+    match row.get(index) {
         Some(DbValue::DbNull) => Ok(None),
-        Some(DbValue::Str(text)) => Ok(Some(std::mem::take(text))),
-        other => Err(unexpected(index, other.map(|value| &*value))),
+        _ => take_text(row, index).map(Some),
     }
 }
 
