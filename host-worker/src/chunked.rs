@@ -10,11 +10,12 @@
 //! on the chunks topic (any worker of the group takes them). Last it makes
 //! the poster and the storyboard.
 //!
-//! A chunk job claims its chunk (a lease in `video_chunks`, renewed while it
-//! works), downloads the chunk's source, encodes it into the ladder and
-//! uploads its segments, then completes it; then it claims any other chunk
-//! of the video nobody works on, so a free worker takes on the chunks whose
-//! events wait behind a busy one. A completion: with the video's plan locked
+//! A chunk job claims the first chunk of the video nobody works on, its own
+//! or another (a lease in `video_chunks`, renewed while it works), so a
+//! free worker takes on the chunks whose events wait behind a busy one, in
+//! playing order. It downloads the chunk's source, encodes it into the
+//! ladder, uploads its segments and completes it, then claims the next,
+//! until none is left. A completion: with the video's plan locked
 //! (one completion at a time per video), the chunk is counted done (once,
 //! whatever the redeliveries), and the playlists are stored stitched from
 //! every chunk done from the first without a gap (`EVENT`, growing), the
@@ -293,12 +294,13 @@ impl Transcoder {
             .await
     }
 
-    /// One try at a chunk event: encodes its chunk, then any other chunk
-    /// of the video nobody works on (chunks queued behind a busy worker's
-    /// other jobs go to whichever worker is free), until none is left.
-    /// The event is settled only once its own chunk is done: when another
-    /// job holds it, this one waits, and takes it over if that job's claim
-    /// runs out (its worker died; its event may be redelivered elsewhere).
+    /// One try at a chunk event: encodes the first chunk of the video
+    /// nobody works on, its own or not (chunks queued behind a busy
+    /// worker's other jobs go to whichever worker is free, in playing
+    /// order), until none is left. The event is settled only once its own
+    /// chunk is done: when another job holds it, this one waits, and takes
+    /// it over if that job's claim runs out (its worker died; its event may
+    /// be redelivered elsewhere).
     pub(crate) async fn attempt_chunk(&self, job: &ChunkJob) -> Result<JobEnd, JobError> {
         let id = job.video_id;
         if self.record_to_work_on(id).await?.is_none() {
@@ -307,10 +309,7 @@ impl Transcoder {
         let mut encoded_any = false;
         let mut made_ready = false;
         loop {
-            let claimed = self
-                .metadata
-                .query(&chunks::claim_chunk(id, job.span.chunk))
-                .await?;
+            let claimed = self.metadata.query(&chunks::claim_chunk(id)).await?;
             if let Some(row) = claimed.first() {
                 let span = span_of(row)?;
                 if span.chunk != job.span.chunk {

@@ -347,16 +347,16 @@ pub fn select_chunks(id: VideoId) -> Statement {
 pub const CLAIM_SECONDS: i64 = 30;
 
 /// Claims a chunk of video `id` for [`CLAIM_SECONDS`] and counts the
-/// attempt: `preferred` (the chunk of the job's own event) if it is not
-/// done and nobody holds it, else the first such chunk after the first
-/// one (the job that cut the source encodes the first chunk itself). One
-/// row `(chunk bigint, start float8, end float8 NULL)`, none when every
-/// chunk is done or held. Two jobs claiming at once get different chunks
-/// (`SKIP LOCKED`), and neither waits for the other.
-pub fn claim_chunk(id: VideoId, preferred: u32) -> Statement {
+/// attempt: the first chunk that is not done and that nobody holds,
+/// whichever job asks, so the playlists grow without a hole a viewer
+/// would stall at (the first chunk is never claimed: the job that cut the
+/// source encodes it). One row `(chunk bigint, start float8, end float8
+/// NULL)`, none when every chunk is done or held. Two jobs claiming at
+/// once get different chunks (`SKIP LOCKED`), and neither waits for the
+/// other.
+pub fn claim_chunk(id: VideoId) -> Statement {
     let mut s = Statement::default();
     let video = placeholder(&mut s, Param::Uuid(id));
-    let preferred = placeholder(&mut s, Param::BigInt(i64::from(preferred)));
     let lease = placeholder(&mut s, Param::BigInt(CLAIM_SECONDS));
     s.sql = format!(
         "UPDATE video_chunks AS claimed \
@@ -365,7 +365,7 @@ pub fn claim_chunk(id: VideoId, preferred: u32) -> Statement {
          FROM (SELECT chunk FROM video_chunks \
                WHERE video_id = {video} AND chunk > 0 AND done_at IS NULL \
                  AND (claimed_until IS NULL OR claimed_until < now()) \
-               ORDER BY chunk <> {preferred}, chunk LIMIT 1 \
+               ORDER BY chunk LIMIT 1 \
                FOR UPDATE SKIP LOCKED) AS free \
          WHERE claimed.video_id = {video} AND claimed.chunk = free.chunk \
          RETURNING claimed.chunk::bigint, claimed.start_seconds, claimed.end_seconds"
@@ -613,7 +613,7 @@ mod tests {
         assert!(finish.sql.contains("done_at IS NULL"), "counted once");
         assert!(lock_plan(id).sql.contains("FOR UPDATE"));
         assert!(!select_chunks(id).sql.contains("FOR UPDATE"));
-        let claim = claim_chunk(id, 3);
+        let claim = claim_chunk(id);
         assert!(
             claim.sql.contains("SKIP LOCKED"),
             "never waits on another claimer"
@@ -622,7 +622,8 @@ mod tests {
             claim.sql.contains("chunk > 0"),
             "the first chunk is the cutter's"
         );
-        assert_eq!(claim.params[2], Param::BigInt(CLAIM_SECONDS));
+        assert!(claim.sql.contains("ORDER BY chunk LIMIT 1"), "lowest first");
+        assert_eq!(claim.params[1], Param::BigInt(CLAIM_SECONDS));
         for statement in [
             start_chunk(id, 0),
             claim,
