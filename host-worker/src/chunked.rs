@@ -38,9 +38,7 @@ use futures::{StreamExt, TryStreamExt};
 use jiff::Timestamp;
 use std::path::{Path, PathBuf};
 use tokio::sync::watch;
-use xtream_core::chunks::{
-    self, AUDIO_RENDITION, ChunkJob, ChunkOutput, ChunkRow, ChunkSpan, FIRST_CHUNK_SECONDS,
-};
+use xtream_core::chunks::{self, AUDIO_RENDITION, ChunkJob, ChunkOutput, ChunkRow, ChunkSpan};
 use xtream_core::ladder::RenditionLadder;
 use xtream_core::storyboard::Storyboard;
 use xtream_core::{VideoId, VideoRecord, VideoStatus, keys};
@@ -147,7 +145,7 @@ impl Transcoder {
         // so that its encode starts now, not once the whole source is cut.
         let first_source = match first {
             Some(span) => Some(
-                self.cut_first_chunk(original, scratch, span, &spans)
+                self.cut_first_chunk(original, scratch, span, &spans, timeout)
                     .await?,
             ),
             None => None,
@@ -368,27 +366,27 @@ impl Transcoder {
             .await
     }
 
-    /// Renews the claim on chunk `chunk` of video `id` until dropped.
+    /// Renews the claim on chunk `chunk` of video `id` every third of it,
+    /// until dropped.
     async fn keep_claim(&self, id: VideoId, chunk: u32) -> std::convert::Infallible {
         let every = std::time::Duration::from_secs(chunks::CLAIM_SECONDS as u64 / 3);
-        loop {
-            tokio::time::sleep(every).await;
-            if let Err(err) = self.metadata.execute(&chunks::renew_claim(id, chunk)).await {
-                tracing::warn!(video = %id, chunk, error = %err, "cannot renew the claim on a chunk");
-            }
-        }
+        let renew = chunks::renew_claim(id, chunk);
+        self.keep_renewing(every, &renew, id, &format!("the claim on chunk {chunk}"))
+            .await
     }
 
     /// Cuts the first chunk of `original` (planned as `spans`, `first`
     /// the first) into a source of its own in `scratch`, reading the
-    /// original only a second past the cut; returns its path. The segment
-    /// muxer cuts it as it cuts the whole source, at the same time.
+    /// original only a second past the cut, within `timeout`; returns its
+    /// path. The segment muxer cuts it as it cuts the whole source, at the
+    /// same time.
     async fn cut_first_chunk(
         &self,
         original: &Path,
         scratch: &Path,
         first: &ChunkSpan,
         spans: &[ChunkSpan],
+        timeout: std::time::Duration,
     ) -> Result<PathBuf, JobError> {
         let dir = scratch.join("first-chunk");
         tokio::fs::create_dir_all(&dir)
@@ -396,10 +394,9 @@ impl Transcoder {
             .map_err(JobError::Scratch)?;
         let cut = chunks::cut_times(&spans[..spans.len().min(2)]);
         let read_seconds = first.end_seconds.map(|end| end + 1.0);
-        let length = first.end_seconds.unwrap_or(0.0) - first.start_seconds;
         media::run_ffmpeg(
             &media::split_args(original, &dir, &cut, read_seconds),
-            transcode_timeout(length.max(FIRST_CHUNK_SECONDS)),
+            timeout,
         )
         .await?;
         Ok(dir.join(chunks::source_name(0)))

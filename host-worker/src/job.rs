@@ -628,24 +628,27 @@ impl Transcoder {
         Ok(())
     }
 
-    /// Dead-letters the event and announces the failure, then marks the
-    /// record failed. Announcing first means a crash in between leads to
-    /// a redelivery that fails and announces again, never to a failed
-    /// record nobody heard of. A video deleted or finished meanwhile (its
-    /// original gone, say) is skipped instead.
-    /// Renews video `id`'s job lease every fifth of the lease, forever; a
-    /// failed renewal is only logged (the next one may pass, and a lease
-    /// that runs out costs a second transcode, not a lost video).
+    /// Renews video `id`'s job lease every fifth of the lease, forever.
     pub(crate) async fn keep_lease(&self, id: VideoId) -> std::convert::Infallible {
-        let every = self.job_lease / 5;
+        let renew = xtream_core::metadata::renew_job_lease(id);
+        self.keep_renewing(self.job_lease / 5, &renew, id, "the job's lease")
+            .await
+    }
+
+    /// Runs `renew` every `every`, forever; a failed renewal of `what`
+    /// (of video `id`) is only logged: the next one may pass, and a lease
+    /// that runs out costs work done twice, not a lost video.
+    pub(crate) async fn keep_renewing(
+        &self,
+        every: Duration,
+        renew: &xtream_core::metadata::Statement,
+        id: VideoId,
+        what: &str,
+    ) -> std::convert::Infallible {
         loop {
             tokio::time::sleep(every).await;
-            if let Err(err) = self
-                .metadata
-                .execute(&xtream_core::metadata::renew_job_lease(id))
-                .await
-            {
-                tracing::warn!(video = %id, error = %err, "cannot renew the job's lease");
+            if let Err(err) = self.metadata.execute(renew).await {
+                tracing::warn!(video = %id, error = %err, "cannot renew {what}");
             }
         }
     }
@@ -667,6 +670,11 @@ impl Transcoder {
     }
 
     /// Gives up on the job of `event` (an upload or a chunk event).
+    /// Dead-letters the event and announces the failure, then marks the
+    /// record failed. Announcing first means a crash in between leads to
+    /// a redelivery that fails and announces again, never to a failed
+    /// record nobody heard of. A video deleted or finished meanwhile (its
+    /// original gone, say) is skipped instead.
     pub(crate) async fn give_up(
         &self,
         event: JobEvent<'_>,

@@ -56,28 +56,31 @@ enum Master {
 impl<'a> HlsPublisher<'a> {
     /// A publisher of the HLS folder `dir` that ffmpeg writes for `ladder`.
     pub fn new(storage: &'a Storage, id: VideoId, dir: &Path, ladder: &RenditionLadder) -> Self {
-        Self {
-            storage,
-            id,
-            dir: dir.to_owned(),
-            rungs: ladder.rungs.iter().map(|r| r.name.clone()).collect(),
-            segments: BTreeSet::new(),
-            playlists: BTreeMap::new(),
-            master: Master::Ffmpeg,
-        }
+        let rungs = ladder.rungs.iter().map(|r| r.name.clone()).collect();
+        Self::of(storage, id, dir, rungs, Master::Ffmpeg)
     }
 
     /// A publisher of the one rendition `name` that ffmpeg writes in
     /// `dir/name`, without a master (a chunked video's audio).
     pub fn rendition(storage: &'a Storage, id: VideoId, dir: &Path, name: &str) -> Self {
+        Self::of(storage, id, dir, vec![name.to_owned()], Master::None)
+    }
+
+    fn of(
+        storage: &'a Storage,
+        id: VideoId,
+        dir: &Path,
+        rungs: Vec<String>,
+        master: Master,
+    ) -> Self {
         Self {
             storage,
             id,
             dir: dir.to_owned(),
-            rungs: vec![name.to_owned()],
+            rungs,
             segments: BTreeSet::new(),
             playlists: BTreeMap::new(),
-            master: Master::None,
+            master,
         }
     }
 
@@ -95,17 +98,28 @@ impl<'a> HlsPublisher<'a> {
     /// stored, or, without a master, every rendition's playlist naming a
     /// stored segment.
     pub async fn publish(&mut self) -> Result<bool, JobError> {
-        let started = self.store(false).await?;
-        Ok(match self.master {
-            Master::None => started,
+        let every_rendition = self.store(false).await?;
+        Ok(self.playable(every_rendition))
+    }
+
+    fn playable(&self, every_rendition: bool) -> bool {
+        match self.master {
+            Master::None => every_rendition,
             _ => self.playlists.contains_key(&keys::hls_master(self.id)),
-        })
+        }
     }
 
     /// After ffmpeg ended well, for a publisher without a master: stores
     /// the segments not stored yet and the playlists final.
     pub async fn close(mut self) -> Result<(), JobError> {
-        if self.store(true).await? {
+        self.store_final().await
+    }
+
+    /// Stores the rest, every playlist final; what is published must be
+    /// playable by then.
+    async fn store_final(&mut self) -> Result<(), JobError> {
+        let every_rendition = self.store(true).await?;
+        if self.playable(every_rendition) {
             Ok(())
         } else {
             Err(JobError::Media(MediaError::TranscodeFailed(
@@ -134,12 +148,7 @@ impl<'a> HlsPublisher<'a> {
     /// deletes keys under `hls/` this run did not write (left by an earlier
     /// run with other settings).
     pub async fn finish(mut self) -> Result<(), JobError> {
-        self.store(true).await?;
-        if !self.playlists.contains_key(&keys::hls_master(self.id)) {
-            return Err(JobError::Media(MediaError::TranscodeFailed(
-                "ffmpeg ended without a segment in every rendition".into(),
-            )));
-        }
+        self.store_final().await?;
         let prefix = keys::hls_prefix(self.id);
         for stale in self.storage.list(&prefix).await? {
             if !self.segments.contains(&stale) && !self.playlists.contains_key(&stale) {
