@@ -26,7 +26,7 @@
 //! per-rung/one-pass, and writes them into BENCHMARKS.md with the machine.
 
 use crate::args::Args;
-use crate::say;
+use crate::{say, verdict};
 use anyhow::{Context as _, bail};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -582,10 +582,6 @@ const CHUNKED_OVERHEAD: f64 = 1.1;
 const WORKER_OVERHEAD: f64 = 1.1;
 
 /// "met", or "**missed**" in bold, so that a failed target stands out.
-fn verdict(met: bool) -> &'static str {
-    if met { "met" } else { "**missed**" }
-}
-
 /// BENCHMARKS.md's section on chunked transcoding, markers aside.
 fn chunked_section(
     options: &Options,

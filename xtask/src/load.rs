@@ -10,7 +10,8 @@
 
 use crate::args::Args;
 use crate::dev::{self, DevSettings, DevStack};
-use crate::say;
+use crate::s3_catalog::{self, S3Catalog};
+use crate::{say, verdict};
 use anyhow::{Context as _, bail};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -33,6 +34,17 @@ const ALL_SCENARIOS: [&str; 7] = [
     "streaming",
     "upload",
 ];
+/// Issue #10: the listing on PostgreSQL at least this many times the S3
+/// catalog's requests per second, at 100 VUs.
+const BEFORE_TARGET: f64 = 5.0;
+/// Searches a second in the fixed-rate run: well under what either
+/// server answers when saturated (about 1,300 and 1,900 on 2 cores), so
+/// its p95 is the time a search takes, not the time it queues.
+const DEFAULT_SEARCH_RATE: u32 = 500;
+/// The VUs the fixed-rate search may keep in flight: the target's level.
+const FIXED_RATE_VUS: u32 = 100;
+/// Issue #10's search target: p95 under this many milliseconds at 100 VUs.
+const SEARCH_P95_TARGET_MS: f64 = 50.0;
 /// Where the native baseline listens.
 const BASELINE_LISTEN: &str = "127.0.0.1:3100";
 
@@ -47,6 +59,12 @@ pub struct Options {
     pub out: PathBuf,
     /// `--timeline`: report memory over each run (soaks).
     pub timeline: bool,
+    /// `--before`: also run the listing against the S3 catalog the
+    /// platform had before PostgreSQL ([`crate::s3_catalog`]).
+    pub before: bool,
+    /// `--search-rate` [500]: searches a second in the fixed-rate search
+    /// run, at 100 VUs at most, beside the closed-loop ones (0: none).
+    pub search_rate: u32,
     /// The scenarios (tests/load/*.js), in order [all of them].
     pub scenarios: Vec<String>,
     /// `XTREAM_SEED` [12]: sample uploads transcoded before the runs.
@@ -58,13 +76,20 @@ pub struct Options {
 
 impl Options {
     /// `./x load [--vus 100,500,1000] [--duration 20s] [--timeline]
-    /// [SCENARIO...]`.
+    /// [--before] [--search-rate 500] [SCENARIO...]`.
     pub fn parse(args: &mut Args) -> anyhow::Result<Self> {
         let vus = args
             .value("--vus")?
             .unwrap_or_else(|| "100,500,1000".into());
         let duration = args.value("--duration")?.unwrap_or_else(|| "20s".into());
         let timeline = args.flag("--timeline");
+        let before = args.flag("--before");
+        let search_rate = match args.value("--search-rate")? {
+            Some(rate) => rate
+                .parse()
+                .with_context(|| format!("--search-rate: `{rate}` is not a number"))?,
+            None => DEFAULT_SEARCH_RATE,
+        };
         // Last: the options' values are taken by now.
         let mut scenarios = args.positional();
         if scenarios.is_empty() {
@@ -77,6 +102,8 @@ impl Options {
                 .unwrap_or_else(|| "tests/load/REPORT.md".into())
                 .into(),
             timeline,
+            before,
+            search_rate,
             scenarios,
             seed_uploads: knob_number("XTREAM_SEED", 12)?,
             seed_rows: knob_number("XTREAM_SEED_ROWS", 10_000)?,
@@ -94,6 +121,8 @@ impl Options {
                 .unwrap_or_else(|| "tests/load/SOAK.md".into())
                 .into(),
             timeline: true,
+            before: false,
+            search_rate: 0,
             scenarios: vec!["original".into()],
             seed_uploads: knob_number("XTREAM_SEED", 12)?,
             seed_rows: knob_number("XTREAM_SEED_ROWS", 10_000)?,
@@ -140,6 +169,8 @@ pub struct Targets {
     pub clip: Option<PathBuf>,
     /// What the catalog held, as seeded.
     pub seeded: String,
+    /// With `--before`: the S3-catalog platform's URL, host and videos.
+    pub s3_catalog: Option<(String, u32, usize)>,
 }
 
 /// One k6 run's figures.
@@ -156,6 +187,9 @@ struct Run {
     p95: f64,
     p99: f64,
     failed: f64,
+    /// Iterations a fixed-rate run could not start (every VU busy): the
+    /// rate was not kept.
+    dropped: u64,
     /// upload.js: 503s with Retry-After (max_concurrent_uploads reached),
     /// waited out and sent again; expected answers, so not in `failed`.
     busy: u64,
@@ -207,6 +241,11 @@ async fn measure(
     seed(&stack.platform, &clip, options.seed_uploads).await?;
     seed_rows(&stack.db, options.seed_rows).await?;
     let baseline = Baseline::start(&stack.db).await?;
+    let s3_catalog = if options.before {
+        Some(S3Catalog::start(&stack.db).await?)
+    } else {
+        None
+    };
     let targets = Targets {
         host_pid: stack.platform.pid(),
         worker_pid: stack.worker.pid(),
@@ -220,6 +259,9 @@ async fn measure(
             "{} transcoded uploads + {} ready rows in PostgreSQL",
             options.seed_uploads, options.seed_rows
         ),
+        s3_catalog: s3_catalog
+            .as_ref()
+            .map(|c| (c.base.clone(), c.pid(), c.videos)),
     };
     tokio::task::block_in_place(|| run(options, &targets))
 }
@@ -333,7 +375,8 @@ fn run(options: &Options, targets: &Targets) -> anyhow::Result<()> {
         postgres: targets.pg_pid,
         ..Watched::default()
     };
-    let (mut rows, mut ratios) = (Vec::new(), Vec::new());
+    let (mut rows, mut ratios, mut befores) = (Vec::new(), Vec::new(), Vec::new());
+    let mut fixed_rate = Vec::new();
     for scenario in &options.scenarios {
         let script = scripts.join(format!("{scenario}.js"));
         for &vus in &options.vus {
@@ -362,10 +405,59 @@ fn run(options: &Options, targets: &Targets) -> anyhow::Result<()> {
                 )?;
                 ratios.push((ours.clone(), native));
             }
+            if let (Some((base, pid, _)), "listing") = (&targets.s3_catalog, scenario.as_str()) {
+                let before_watch = Watched {
+                    host: Some(*pid),
+                    server: Some(*pid),
+                    ..Watched::default()
+                };
+                let before = run_k6(
+                    &script,
+                    scenario,
+                    base,
+                    vus,
+                    &options.duration,
+                    &env,
+                    before_watch,
+                )?;
+                befores.push((ours.clone(), before));
+            }
             rows.push(ours);
         }
+        if scenario == "search" && options.search_rate > 0 {
+            let rate = options.search_rate.to_string();
+            let env: Vec<(&str, &str)> = env
+                .iter()
+                .copied()
+                .chain([("RATE", rate.as_str())])
+                .collect();
+            let label = format!("search at {rate}/s");
+            let (ours, native) = (
+                run_k6(
+                    &script,
+                    &label,
+                    &targets.base,
+                    FIXED_RATE_VUS,
+                    &options.duration,
+                    &env,
+                    ours_watch,
+                )?,
+                run_k6(
+                    &script,
+                    &label,
+                    &targets.baseline,
+                    FIXED_RATE_VUS,
+                    &options.duration,
+                    &env,
+                    native_watch,
+                )?,
+            );
+            fixed_rate.push((ours, native));
+        }
     }
-    let report = report(options, targets, &scripts, &rows, &ratios, &Machine::this())?;
+    let report = report(options, targets, &scripts, &rows, &ratios, &Machine::this())?
+        + &before_and_after(targets, &befores)
+        + &search_latency(&ratios, &fixed_rate);
     std::fs::write(&options.out, &report)
         .with_context(|| format!("writing {}", options.out.display()))?;
     println!("{report}");
@@ -470,6 +562,7 @@ fn run_k6(
         p99: number("http_req_duration", "p(99)"),
         failed: rate(&metrics, "http_req_failed").max(rate(&metrics, "upload_failed")),
         busy: number("upload_busy", "count") as u64,
+        dropped: number("dropped_iterations", "count") as u64,
         cpu_us: std::array::from_fn(|i| (cpu_after[i] - cpu_before[i]) * 1e6 / per_request),
         rss_mib: peak as f64 / MIB,
         host_growth_mib: (rss(watched.host) as f64 - host_start as f64) / MIB,
@@ -753,6 +846,112 @@ fn report(
     Ok(lines.join("\n") + "\n")
 }
 
+/// The listing against the S3 catalog of before PostgreSQL, measured in
+/// the same run (`--before`), and the target: at least
+/// [`BEFORE_TARGET`] times its requests per second at 100 VUs. Empty
+/// without `--before`.
+fn before_and_after(targets: &Targets, befores: &[(Run, Run)]) -> String {
+    let Some((_, _, videos)) = &targets.s3_catalog else {
+        return String::new();
+    };
+    let mut lines = vec![
+        String::new(),
+        format!(
+            "Against the S3 catalog of before PostgreSQL (the platform at commit {}, its own",
+            s3_catalog::COMMIT
+        ),
+        format!(
+            "host and a Garage of its own holding the same {videos} videos in its layout: a page"
+        ),
+        "is one LIST of `catalog/` and one GET of `videos/{id}/video.json` per video), the".into(),
+        "same listing script, measured in the same run:".into(),
+        String::new(),
+        "| VUs | PostgreSQL req/s | S3 catalog req/s | ratio | PostgreSQL p95 ms | S3 catalog p95 ms | S3 catalog failed | S3-catalog host CPU µs/request |".into(),
+        "|---:|---:|---:|---:|---:|---:|---:|---:|".into(),
+    ];
+    for (after, before) in befores {
+        lines.push(format!(
+            "| {} | {:.0} | {:.0} | {:.1} | {:.1} | {:.1} | {:.2}% | {:.0} |",
+            after.vus,
+            after.rps,
+            before.rps,
+            after.rps / before.rps,
+            after.p95,
+            before.p95,
+            before.failed * 100.0,
+            before.cpu_us[0]
+        ));
+    }
+    if let Some((after, before)) = befores.iter().find(|(after, _)| after.vus == 100) {
+        let ratio = after.rps / before.rps;
+        lines.extend([
+            String::new(),
+            format!(
+                "Target: at least {BEFORE_TARGET}x the S3 catalog's req/s at 100 VUs: {:.1}x, {}.",
+                ratio,
+                verdict(ratio >= BEFORE_TARGET)
+            ),
+        ]);
+    }
+    lines.join("\n") + "\n"
+}
+
+/// Issue #10's search target, p95 under [`SEARCH_P95_TARGET_MS`] at 100
+/// VUs: the closed-loop runs (100 clients back to back, so a saturated
+/// server's queue is in every latency) and the fixed-rate one beside them.
+/// Empty when search did not run.
+fn search_latency(ratios: &[(Run, Run)], fixed_rate: &[(Run, Run)]) -> String {
+    let closed = ratios
+        .iter()
+        .find(|(ours, _)| ours.scenario == "search" && ours.vus == FIXED_RATE_VUS);
+    let mut lines = Vec::new();
+    if let Some((ours, _)) = closed {
+        lines.extend([
+            String::new(),
+            format!(
+                "Search target, p95 under {SEARCH_P95_TARGET_MS:.0} ms at {FIXED_RATE_VUS} VUs, closed loop (each VU sends its next search as soon as"
+            ),
+            format!(
+                "the last is answered): {:.1} ms at {:.0} req/s, {}.",
+                ours.p95,
+                ours.rps,
+                verdict(ours.p95 < SEARCH_P95_TARGET_MS)
+            ),
+        ]);
+    }
+    if !fixed_rate.is_empty() {
+        lines.extend([
+            String::new(),
+            "Search at a fixed arrival rate (k6 `constant-arrival-rate`, at most 100 VUs in flight),"
+                .into(),
+            "below what either server answers saturated: the time a search takes, without the"
+                .into(),
+            "queue. Beside the closed-loop runs above, not instead of them:".into(),
+            String::new(),
+            "| rate | host p50 ms | host p95 ms | native p50 ms | native p95 ms | requests not started (host / native) | failed (host / native) |".into(),
+            "|---|---:|---:|---:|---:|---:|---:|".into(),
+        ]);
+        for (ours, native) in fixed_rate {
+            lines.push(format!(
+                "| {} | {:.1} | {:.1} | {:.1} | {:.1} | {} / {} | {:.2}% / {:.2}% |",
+                ours.scenario,
+                ours.p50,
+                ours.p95,
+                native.p50,
+                native.p95,
+                ours.dropped,
+                native.dropped,
+                ours.failed * 100.0,
+                native.failed * 100.0
+            ));
+        }
+    }
+    if lines.is_empty() {
+        return String::new();
+    }
+    lines.join("\n") + "\n"
+}
+
 /// Resident memory at each tenth of a run, and the growth after its first
 /// fifth (warm-up: instance slots, connection pools, allocator arenas
 /// filling up) to its end.
@@ -853,6 +1052,75 @@ mod tests {
             "Growth from 3 s to the end: host +7.0 MiB, worker +0.0 MiB."
         );
         assert!(memory_timeline(&Run::default(), 10).is_empty());
+    }
+
+    fn listing(vus: u32, rps: f64, p95: f64) -> Run {
+        Run {
+            scenario: "listing".into(),
+            vus,
+            rps,
+            p95,
+            ..Run::default()
+        }
+    }
+
+    #[test]
+    fn the_s3_catalog_comparison_says_whether_5x_was_reached_at_100_vus() {
+        let mut targets = Targets {
+            host_pid: 1,
+            worker_pid: None,
+            baseline_pid: None,
+            pg_pid: None,
+            base: String::new(),
+            baseline: String::new(),
+            api_key: String::new(),
+            clip: None,
+            seeded: String::new(),
+            s3_catalog: None,
+        };
+        let befores = [
+            (listing(100, 2000.0, 60.0), listing(100, 500.0, 300.0)),
+            (listing(1000, 1800.0, 700.0), listing(1000, 200.0, 5000.0)),
+        ];
+        assert_eq!(before_and_after(&targets, &befores), "");
+        targets.s3_catalog = Some((String::new(), 2, 10_012));
+        let report = before_and_after(&targets, &befores);
+        assert!(report.contains("holding the same 10012 videos"), "{report}");
+        assert!(
+            report.contains("| 100 | 2000 | 500 | 4.0 | 60.0 | 300.0 |"),
+            "{report}"
+        );
+        assert!(report.contains("| 1000 | 1800 | 200 | 9.0 |"), "{report}");
+        assert!(report.contains("at 100 VUs: 4.0x, **missed**."), "{report}");
+        let faster = [(listing(100, 2600.0, 50.0), listing(100, 500.0, 300.0))];
+        assert!(before_and_after(&targets, &faster).contains("5.2x, met."));
+    }
+
+    #[test]
+    fn the_search_target_is_judged_on_the_closed_loop_and_the_fixed_rate_shown_beside() {
+        let search = |vus, p95, p50| Run {
+            scenario: "search".into(),
+            vus,
+            p95,
+            p50,
+            rps: 1200.0,
+            ..Run::default()
+        };
+        let ratios = [(search(100, 138.0, 70.0), search(100, 100.0, 50.0))];
+        let report = search_latency(&ratios, &[]);
+        assert!(
+            report.contains("138.0 ms at 1200 req/s, **missed**."),
+            "{report}"
+        );
+        let mut fixed = (search(100, 9.5, 4.0), search(100, 6.0, 3.0));
+        fixed.0.scenario = "search at 500/s".into();
+        fixed.1.dropped = 3;
+        let report = search_latency(&ratios, &[fixed]);
+        assert!(
+            report.contains("| search at 500/s | 4.0 | 9.5 | 3.0 | 6.0 | 0 / 3 |"),
+            "{report}"
+        );
+        assert_eq!(search_latency(&[], &[]), "");
     }
 
     #[test]

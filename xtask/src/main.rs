@@ -13,6 +13,7 @@ mod bench;
 mod checks;
 mod dev;
 mod load;
+mod s3_catalog;
 mod setup;
 mod versions;
 
@@ -32,7 +33,10 @@ const USAGE: &str = "Xtream's dev tasks, one entry point for README, developers 
   ./x test    format check, clippy, unit and integration tests
               (further words go to cargo test: ./x test -p xtream-tests --test compat)
   ./x load    k6 load report (tests/load/REPORT.md): ./x load [--vus 100,500,1000]
-              [--duration 20s] [original catalog streaming upload health listing]
+              [--duration 20s] [--before] [--search-rate 500]
+              [original catalog streaming upload health listing search]
+              (--before: the listing also against the S3 catalog of before PostgreSQL;
+              --search-rate: searches a second of the fixed-rate search run, 0 for none)
   ./x soak    5 minutes at 200 VUs on the original mix, memory sampled every
               second (tests/load/SOAK.md); SOAK_VUS / SOAK_DURATION override
   ./x setup   install what the above need (idempotent)
@@ -278,6 +282,12 @@ fn has_command(name: &str) -> bool {
 /// A step, in bold on stderr.
 fn say(what: &str) {
     eprintln!("\x1b[1m==> {what}\x1b[0m");
+}
+
+/// How a report says whether a target was reached: a missed one stands
+/// out.
+fn verdict(met: bool) -> &'static str {
+    if met { "met" } else { "**missed**" }
 }
 
 #[cfg(test)]
