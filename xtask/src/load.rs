@@ -333,18 +333,33 @@ impl Baseline {
             .spawn()
             .context("starting xtream-baseline")?;
         let baseline = Self { child };
-        let health = format!("http://{BASELINE_LISTEN}/health");
-        for _ in 0..100 {
-            if reqwest::get(&health)
-                .await
-                .is_ok_and(|r| r.status().is_success())
-            {
-                return Ok(baseline);
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+        if answers_health(
+            &format!("http://{BASELINE_LISTEN}"),
+            Duration::from_secs(10),
+        )
+        .await
+        {
+            return Ok(baseline);
         }
         bail!("the native baseline did not answer: {}", log.read())
     }
+}
+
+/// Whether the server at `base` answers `GET /health` with a success
+/// within `within`, asking every 100 ms.
+pub(crate) async fn answers_health(base: &str, within: Duration) -> bool {
+    let health = format!("{base}/health");
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if reqwest::get(&health)
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
 }
 
 impl Drop for Baseline {

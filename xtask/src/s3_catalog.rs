@@ -10,6 +10,7 @@
 //! in the layout that commit read: `videos/{id}/video.json` and an empty
 //! `catalog/{inverted creation time}-{id}` entry per video.
 
+use crate::load::answers_health;
 use crate::say;
 use anyhow::{Context as _, bail};
 use std::path::{Path, PathBuf};
@@ -76,15 +77,9 @@ impl S3Catalog {
             host,
             _garage: garage,
         };
-        let health = format!("{}/health", catalog.base);
-        for _ in 0..300 {
-            if reqwest::get(&health)
-                .await
-                .is_ok_and(|r| r.status().is_success())
-            {
-                return Ok(catalog);
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+        // Long enough for a first start to compile both components.
+        if answers_health(&catalog.base, Duration::from_secs(60)).await {
+            return Ok(catalog);
         }
         bail!("the S3-catalog platform did not answer: {}", log.read())
     }
