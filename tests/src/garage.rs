@@ -127,6 +127,11 @@ root_domain = ".s3.garage.localhost"
         )
     }
 
+    /// The server's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Kills the server (its data stays), as an outage would.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {

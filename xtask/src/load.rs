@@ -159,6 +159,8 @@ pub struct Targets {
     pub baseline_pid: Option<u32>,
     /// PostgreSQL's postmaster, for its (and its backends') CPU time.
     pub pg_pid: Option<u32>,
+    /// The S3 server (Garage), for its CPU time.
+    pub s3_pid: Option<u32>,
     /// The platform's URL.
     pub base: String,
     /// The native baseline's URL.
@@ -193,8 +195,9 @@ struct Run {
     /// upload.js: 503s with Retry-After (max_concurrent_uploads reached),
     /// waited out and sent again; expected answers, so not in `failed`.
     busy: u64,
-    /// Microseconds of CPU per request: the server, PostgreSQL, k6.
-    cpu_us: [f64; 3],
+    /// Microseconds of CPU per request: the server, PostgreSQL, k6, the
+    /// worker (with the ffmpeg runs it finished), the S3 server.
+    cpu_us: [f64; 5],
     rss_mib: f64,
     host_growth_mib: f64,
     worker_growth_mib: f64,
@@ -214,6 +217,7 @@ struct Watched {
     /// Whose CPU time is the server's (the host or the native baseline).
     server: Option<u32>,
     postgres: Option<u32>,
+    s3: Option<u32>,
 }
 
 /// `./x load` and `./x soak`: starts the dev stack on fresh data (without
@@ -251,6 +255,7 @@ async fn measure(
         worker_pid: stack.worker.pid(),
         baseline_pid: Some(baseline.child.id()),
         pg_pid: stack.db.server_pid(),
+        s3_pid: stack.garage.pid(),
         base: settings.base(),
         baseline: format!("http://{BASELINE_LISTEN}"),
         api_key: settings.api_key.clone(),
@@ -384,6 +389,7 @@ fn run(options: &Options, targets: &Targets) -> anyhow::Result<()> {
         worker: targets.worker_pid,
         server: Some(targets.host_pid),
         postgres: targets.pg_pid,
+        s3: targets.s3_pid,
     };
     let native_watch = Watched {
         server: targets.baseline_pid,
@@ -507,6 +513,10 @@ fn run_k6(
             watched.server.map_or(0.0, |pid| cpu_seconds(pid, false)),
             watched.postgres.map_or(0.0, |pid| cpu_seconds(pid, true)),
             children_cpu_seconds(),
+            watched
+                .worker
+                .map_or(0.0, with_finished_children_cpu_seconds),
+            watched.s3.map_or(0.0, |pid| cpu_seconds(pid, false)),
         ]
     };
     let cpu_before = cpu();
@@ -642,6 +652,27 @@ fn cpu_seconds(pid: u32, with_children: bool) -> f64 {
             ticks += field(11) + field(12);
         }
     }
+    // SAFETY: sysconf only reads a system constant.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1);
+    ticks as f64 / per_second as f64
+}
+
+/// CPU time (user + system) process `pid` has used, plus that of the
+/// children it has waited for (the worker's ffmpeg runs once they end).
+fn with_finished_children_cpu_seconds(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    let Some((_, after_name)) = stat.rsplit_once(')') else {
+        return 0.0;
+    };
+    // utime, stime, cutime, cstime: fields 14 to 17 of proc(5).
+    let ticks: u64 = after_name
+        .split_whitespace()
+        .skip(11)
+        .take(4)
+        .filter_map(|f| f.parse::<u64>().ok())
+        .sum();
     // SAFETY: sysconf only reads a system constant.
     let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1);
     ticks as f64 / per_second as f64
@@ -821,7 +852,7 @@ fn report(
             "|---|---:|---:|---:|---:|---:|---:|---:|".into(),
         ]);
         for (ours, native) in ratios {
-            let ([h, hp, hk], [n, np, nk]) = (ours.cpu_us, native.cpu_us);
+            let ([h, hp, hk, ..], [n, np, nk, ..]) = (ours.cpu_us, native.cpu_us);
             lines.push(format!(
                 "| {} | {} | {h:.0} | {n:.0} | {hp:.0} | {np:.0} | {hk:.0} | {nk:.0} |",
                 ours.scenario, ours.vus
@@ -837,17 +868,19 @@ fn report(
             String::new(),
             "CPU time per request, in microseconds, in the scenarios without a baseline: the host,"
                 .into(),
-            "PostgreSQL (the postmaster and its backends) and k6, from /proc and getrusage over"
+            "PostgreSQL (the postmaster and its backends), k6, the worker (with the ffmpeg runs"
                 .into(),
-            "each run.".into(),
+            "it finished: it transcodes what the upload scenario sends while it runs) and the S3"
+                .into(),
+            "server (Garage), from /proc and getrusage over each run.".into(),
             String::new(),
-            "| scenario | VUs | host | PostgreSQL | k6 |".into(),
-            "|---|---:|---:|---:|---:|".into(),
+            "| scenario | VUs | host | PostgreSQL | k6 | worker | S3 |".into(),
+            "|---|---:|---:|---:|---:|---:|---:|".into(),
         ]);
         for r in alone {
-            let [host, postgres, k6] = r.cpu_us;
+            let [host, postgres, k6, worker, s3] = r.cpu_us;
             lines.push(format!(
-                "| {} | {} | {host:.0} | {postgres:.0} | {k6:.0} |",
+                "| {} | {} | {host:.0} | {postgres:.0} | {k6:.0} | {worker:.0} | {s3:.0} |",
                 r.scenario, r.vus
             ));
         }
@@ -1086,6 +1119,7 @@ mod tests {
             worker_pid: None,
             baseline_pid: None,
             pg_pid: None,
+            s3_pid: None,
             base: String::new(),
             baseline: String::new(),
             api_key: String::new(),
@@ -1150,5 +1184,19 @@ mod tests {
         }
         assert!(x != 1 && cpu_seconds(me, false) > 0.0);
         assert_eq!(resident_bytes(u32::MAX), 0);
+    }
+
+    #[test]
+    fn a_finished_child_counts_with_its_parent() {
+        let me = std::process::id();
+        let before = with_finished_children_cpu_seconds(me);
+        let busy_child = Command::new("sh")
+            .args(["-c", "i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done"])
+            .status()
+            .unwrap();
+        assert!(busy_child.success());
+        // The child ran for a good part of a second; a tick is 10 ms.
+        assert!(with_finished_children_cpu_seconds(me) >= before + 0.05);
+        assert_eq!(with_finished_children_cpu_seconds(u32::MAX), 0.0);
     }
 }
