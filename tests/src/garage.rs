@@ -3,7 +3,7 @@
 use crate::DataDir;
 use crate::s3::Bucket;
 use anyhow::{Context, bail};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
@@ -60,6 +60,19 @@ impl GarageSettings {
     }
 }
 
+/// The metadata engine for a Garage keeping its data in `dir`: LMDB,
+/// Garage's default, unless `dir` already holds an SQLite database (a data
+/// directory `./x up` kept from before, which LMDB would not see). Under
+/// concurrent uploads SQLite refused writes now and then ("database is
+/// locked"), and Garage answered those uploads 503.
+fn metadata_engine(dir: &Path) -> &'static str {
+    if dir.join("meta/db.sqlite").exists() {
+        "sqlite"
+    } else {
+        "lmdb"
+    }
+}
+
 /// Where the project's setup installs Garage (see `./x setup`), unless
 /// `XTREAM_GARAGE` names the binary.
 pub fn garage_binary() -> PathBuf {
@@ -86,10 +99,11 @@ impl Garage {
         // default: Garage otherwise runs zstd over every block, and video
         // does not compress, so it only spent CPU (a quarter of Garage's
         // time on each upload under load).
+        let db_engine = metadata_engine(dir.path());
         let config = format!(
             r#"metadata_dir = "{dir}/meta"
 data_dir = "{dir}/data"
-db_engine = "sqlite"
+db_engine = "{db_engine}"
 compression_level = "none"
 replication_factor = 1
 rpc_bind_addr = "127.0.0.1:{rpc_port}"
@@ -207,5 +221,19 @@ impl Drop for Garage {
             }
             _ => self.stop(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_data_directory_gets_lmdb_and_a_kept_sqlite_one_keeps_sqlite() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(metadata_engine(dir.path()), "lmdb");
+        std::fs::create_dir(dir.path().join("meta")).unwrap();
+        std::fs::write(dir.path().join("meta/db.sqlite"), b"").unwrap();
+        assert_eq!(metadata_engine(dir.path()), "sqlite");
     }
 }
