@@ -59,12 +59,12 @@ export default function () {
       sleep(wait);
       continue;
     }
-    failed.add(response.status !== 201);
-    if (response.status !== 201) {
+    const created = check(response, { 'upload 201': (r) => r.status === 201 });
+    failed.add(!created);
+    if (!created) {
       // Said in the run's log, so that a failed upload tells why.
       console.warn(`upload ended ${response.status} after ${waits} waits: ${String(response.body).slice(0, 300)}`);
     }
-    check(response, { 'upload 201': (r) => r.status === 201 });
     return;
   }
 }

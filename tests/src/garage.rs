@@ -95,11 +95,11 @@ impl Garage {
             secret_key,
             dir,
         } = settings;
+        let db_engine = metadata_engine(dir.path());
         // Blocks are stored uncompressed, as MinIO stores objects by
         // default: Garage otherwise runs zstd over every block, and video
         // does not compress, so it only spent CPU (a quarter of Garage's
         // time on each upload under load).
-        let db_engine = metadata_engine(dir.path());
         let config = format!(
             r#"metadata_dir = "{dir}/meta"
 data_dir = "{dir}/data"

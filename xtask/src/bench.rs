@@ -581,7 +581,6 @@ const CHUNKED_OVERHEAD: f64 = 1.1;
 /// The target of the worker, end to end, against its own ffmpeg command.
 const WORKER_OVERHEAD: f64 = 1.1;
 
-/// "met", or "**missed**" in bold, so that a failed target stands out.
 /// BENCHMARKS.md's section on chunked transcoding, markers aside.
 fn chunked_section(
     options: &Options,

@@ -195,9 +195,8 @@ struct Run {
     /// upload.js: 503s with Retry-After (max_concurrent_uploads reached),
     /// waited out and sent again; expected answers, so not in `failed`.
     busy: u64,
-    /// Microseconds of CPU per request: the server, PostgreSQL, k6, the
-    /// worker (with the ffmpeg runs it finished), the S3 server.
-    cpu_us: [f64; 5],
+    /// Microseconds of CPU per request.
+    cpu_us: CpuPerRequest,
     rss_mib: f64,
     host_growth_mib: f64,
     worker_growth_mib: f64,
@@ -206,6 +205,19 @@ struct Run {
     /// climbing.
     timeline: Vec<(f64, u64, u64)>,
     log: String,
+}
+
+/// Microseconds of CPU per request, each process's.
+#[derive(Debug, Clone, Copy, Default)]
+struct CpuPerRequest {
+    /// The server under test: the host or the native baseline.
+    server: f64,
+    /// The postmaster and its backends.
+    postgres: f64,
+    k6: f64,
+    /// With the ffmpeg runs it finished.
+    worker: f64,
+    s3: f64,
 }
 
 /// The processes one run watches.
@@ -588,7 +600,17 @@ fn run_k6(
         failed: rate(&metrics, "http_req_failed").max(rate(&metrics, "upload_failed")),
         busy: number("upload_busy", "count") as u64,
         dropped: number("dropped_iterations", "count") as u64,
-        cpu_us: std::array::from_fn(|i| (cpu_after[i] - cpu_before[i]) * 1e6 / per_request),
+        cpu_us: {
+            let [server, postgres, k6, worker, s3] =
+                std::array::from_fn(|i| (cpu_after[i] - cpu_before[i]) * 1e6 / per_request);
+            CpuPerRequest {
+                server,
+                postgres,
+                k6,
+                worker,
+                s3,
+            }
+        },
         rss_mib: peak as f64 / MIB,
         host_growth_mib: (rss(watched.host) as f64 - host_start as f64) / MIB,
         worker_growth_mib: (rss(watched.worker) as f64 - worker_start as f64) / MIB,
@@ -620,59 +642,59 @@ fn resident_bytes(pid: u32) -> u64 {
 /// `with_children`, that of its live children (PostgreSQL's backends are
 /// the postmaster's).
 fn cpu_seconds(pid: u32, with_children: bool) -> f64 {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return 0.0;
-    };
-    let mut ticks = 0u64;
-    for entry in entries.flatten() {
-        let Some(this) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        // Exited meanwhile: nothing to count.
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{this}/stat")) else {
-            continue;
-        };
-        // The fields after the command name, which may hold spaces.
-        let Some((_, after_name)) = stat.rsplit_once(')') else {
-            continue;
-        };
-        let fields: Vec<&str> = after_name.split_whitespace().collect();
-        let parent = fields.get(1).and_then(|f| f.parse::<u32>().ok());
-        if this == pid || (with_children && parent == Some(pid)) {
-            let field = |i: usize| {
-                fields
-                    .get(i)
-                    .and_then(|f| f.parse::<u64>().ok())
-                    .unwrap_or(0)
-            };
-            ticks += field(11) + field(12);
+    let own = |stat: &ProcStat| stat.user + stat.system;
+    let mut ticks = proc_stat(pid).as_ref().map_or(0, own);
+    if with_children && let Ok(entries) = std::fs::read_dir("/proc") {
+        for entry in entries.flatten() {
+            let child = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+                .and_then(proc_stat)
+                .filter(|stat| stat.parent == pid);
+            ticks += child.as_ref().map_or(0, own);
         }
     }
-    // SAFETY: sysconf only reads a system constant.
-    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1);
-    ticks as f64 / per_second as f64
+    clock_ticks_to_seconds(ticks)
 }
 
 /// CPU time (user + system) process `pid` has used, plus that of the
 /// children it has waited for (the worker's ffmpeg runs once they end).
 fn with_finished_children_cpu_seconds(pid: u32) -> f64 {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return 0.0;
-    };
-    let Some((_, after_name)) = stat.rsplit_once(')') else {
-        return 0.0;
-    };
-    // utime, stime, cutime, cstime: fields 14 to 17 of proc(5).
-    let ticks: u64 = after_name
-        .split_whitespace()
-        .skip(11)
-        .take(4)
-        .filter_map(|f| f.parse::<u64>().ok())
-        .sum();
+    let ticks = proc_stat(pid).map_or(0, |stat| {
+        stat.user + stat.system + stat.waited_children_user + stat.waited_children_system
+    });
+    clock_ticks_to_seconds(ticks)
+}
+
+/// What `/proc/PID/stat` says of a process: its parent and its CPU time,
+/// in clock ticks.
+struct ProcStat {
+    parent: u32,
+    user: u64,
+    system: u64,
+    waited_children_user: u64,
+    waited_children_system: u64,
+}
+
+/// `None` once the process is gone.
+fn proc_stat(pid: u32) -> Option<ProcStat> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The fields after the command name, which may hold spaces: the
+    // parent is proc(5)'s field 4, utime to cstime its fields 14 to 17.
+    let (_, after_name) = stat.rsplit_once(')')?;
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let number = |i: usize| fields.get(i)?.parse::<u64>().ok();
+    Some(ProcStat {
+        parent: u32::try_from(number(1)?).ok()?,
+        user: number(11)?,
+        system: number(12)?,
+        waited_children_user: number(13)?,
+        waited_children_system: number(14)?,
+    })
+}
+
+fn clock_ticks_to_seconds(ticks: u64) -> f64 {
     // SAFETY: sysconf only reads a system constant.
     let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1);
     ticks as f64 / per_second as f64
@@ -852,10 +874,17 @@ fn report(
             "|---|---:|---:|---:|---:|---:|---:|---:|".into(),
         ]);
         for (ours, native) in ratios {
-            let ([h, hp, hk, ..], [n, np, nk, ..]) = (ours.cpu_us, native.cpu_us);
+            let (ours_cpu, native_cpu) = (ours.cpu_us, native.cpu_us);
             lines.push(format!(
-                "| {} | {} | {h:.0} | {n:.0} | {hp:.0} | {np:.0} | {hk:.0} | {nk:.0} |",
-                ours.scenario, ours.vus
+                "| {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} |",
+                ours.scenario,
+                ours.vus,
+                ours_cpu.server,
+                native_cpu.server,
+                ours_cpu.postgres,
+                native_cpu.postgres,
+                ours_cpu.k6,
+                native_cpu.k6
             ));
         }
     }
@@ -878,7 +907,13 @@ fn report(
             "|---|---:|---:|---:|---:|---:|---:|".into(),
         ]);
         for r in alone {
-            let [host, postgres, k6, worker, s3] = r.cpu_us;
+            let CpuPerRequest {
+                server: host,
+                postgres,
+                k6,
+                worker,
+                s3,
+            } = r.cpu_us;
             lines.push(format!(
                 "| {} | {} | {host:.0} | {postgres:.0} | {k6:.0} | {worker:.0} | {s3:.0} |",
                 r.scenario, r.vus
@@ -927,7 +962,7 @@ fn before_and_after(targets: &Targets, befores: &[(Run, Run)]) -> String {
             after.p95,
             before.p95,
             before.failed * 100.0,
-            before.cpu_us[0]
+            before.cpu_us.server
         ));
     }
     if let Some((after, before)) = befores.iter().find(|(after, _)| after.vus == 100) {
